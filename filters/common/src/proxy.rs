@@ -1,0 +1,154 @@
+//! The host seam implemented on proxy-wasm hostcalls (Envoy only).
+//!
+//! We call `proxy_wasm::hostcalls` directly rather than the context traits:
+//! the traits `unwrap()` every result and their `String` getters panic on
+//! non-UTF-8 client bytes, which would trap the worker's VM.
+
+use crate::host::{CasOutcome, HttpHost, Level, Metrics, SharedData};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+/// The HTTP stream whose callback is running (the effective context).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProxyHttp;
+
+impl HttpHost for ProxyHttp {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+    }
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+    fn set_request_header(&mut self, name: &str, value: &[u8]) {
+        let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value));
+    }
+    fn remove_request_header(&mut self, name: &str) {
+        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+    }
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+    fn set_response_header(&mut self, name: &str, value: &[u8]) {
+        let _ = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value));
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        property(path)
+    }
+    fn set_property(&mut self, path: &[&str], value: &[u8]) {
+        let _ = hostcalls::set_property(path.to_vec(), Some(value));
+    }
+    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        let _ = hostcalls::send_http_response(status, headers.to_vec(), Some(body));
+    }
+    fn now_nanos(&self) -> u64 {
+        now_nanos()
+    }
+    fn log(&self, level: Level, message: &str) {
+        log(level, message);
+    }
+}
+
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+pub fn now_nanos() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+pub fn log(level: Level, message: &str) {
+    let level = match level {
+        Level::Trace => LogLevel::Trace,
+        Level::Debug => LogLevel::Debug,
+        Level::Info => LogLevel::Info,
+        Level::Warn => LogLevel::Warn,
+        Level::Error => LogLevel::Error,
+    };
+    let _ = hostcalls::log(level, message);
+}
+
+/// The plugin configuration handed to `on_configure`.
+pub fn plugin_configuration() -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Shared data across the workers of one Envoy.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProxyShared;
+
+impl SharedData for ProxyShared {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(v), cas)) => Some((v, cas.unwrap_or(0))),
+            _ => None,
+        }
+    }
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> CasOutcome {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => CasOutcome::Written,
+            Err(Status::CasMismatch) => CasOutcome::Conflict,
+            Err(_) => CasOutcome::Failed,
+        }
+    }
+}
+
+/// Envoy stats defined on first use and cached per VM.
+#[derive(Debug, Default)]
+pub struct ProxyMetrics {
+    ids: HashMap<String, u32>,
+}
+
+impl ProxyMetrics {
+    fn id(&mut self, name: &str, kind: MetricType) -> Option<u32> {
+        if let Some(id) = self.ids.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, name).ok()?;
+        self.ids.insert(name.to_string(), id);
+        Some(id)
+    }
+}
+
+impl Metrics for ProxyMetrics {
+    fn increment(&mut self, name: &str, delta: i64) {
+        if let Some(id) = self.id(name, MetricType::Counter) {
+            let _ = hostcalls::increment_metric(id, delta);
+        }
+    }
+    fn gauge(&mut self, name: &str, value: u64) {
+        if let Some(id) = self.id(name, MetricType::Gauge) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+/// Reads and parses the plugin configuration. On error, logs the field path
+/// and message at `error` level (it shows in Envoy's log) and returns `None`,
+/// so `on_configure` can return `false` and Envoy refuses the plugin.
+pub fn load_config<T>(
+    filter: &str,
+    parse: impl FnOnce(&[u8]) -> Result<T, crate::ConfigError>,
+) -> Option<T> {
+    match parse(&plugin_configuration()) {
+        Ok(config) => Some(config),
+        Err(err) => {
+            log(
+                Level::Error,
+                &format!("{filter}: invalid plugin configuration: {err}"),
+            );
+            None
+        }
+    }
+}

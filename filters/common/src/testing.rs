@@ -1,0 +1,131 @@
+//! In-memory hosts for unit tests of the filter cores.
+
+use crate::host::{CasOutcome, HttpHost, Level, Metrics, SharedData};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// A request as a list of headers and properties, recording what the
+/// filter did to it.
+#[derive(Debug, Default, Clone)]
+pub struct FakeHost {
+    pub request_headers: Vec<(String, Vec<u8>)>,
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    pub properties: BTreeMap<String, Vec<u8>>,
+    /// `(status, headers, body)` once `send_response` was called.
+    pub sent: Option<(u32, Vec<(String, String)>, Vec<u8>)>,
+    pub now_nanos: u64,
+    pub logs: RefCell<Vec<(Level, String)>>,
+}
+
+impl FakeHost {
+    pub fn request(method: &str, path: &str, authority: &str, headers: &[(&str, &str)]) -> Self {
+        let mut h = FakeHost::default();
+        h.push(":method", method);
+        h.push(":path", path);
+        h.push(":authority", authority);
+        for (k, v) in headers {
+            h.push(k, v);
+        }
+        h
+    }
+
+    pub fn push(&mut self, name: &str, value: &str) {
+        self.request_headers
+            .push((name.to_ascii_lowercase(), value.as_bytes().to_vec()));
+    }
+
+    pub fn header_str(&self, name: &str) -> Option<String> {
+        self.request_header(name)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+}
+
+impl HttpHost for FakeHost {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.request_headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.request_headers.clone()
+    }
+    fn set_request_header(&mut self, name: &str, value: &[u8]) {
+        self.remove_request_header(name);
+        self.request_headers
+            .push((name.to_string(), value.to_vec()));
+    }
+    fn remove_request_header(&mut self, name: &str) {
+        self.request_headers.retain(|(k, _)| k != name);
+    }
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.response_headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn set_response_header(&mut self, name: &str, value: &[u8]) {
+        self.response_headers.retain(|(k, _)| k != name);
+        self.response_headers
+            .push((name.to_string(), value.to_vec()));
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.properties.get(&path.join(".")).cloned()
+    }
+    fn set_property(&mut self, path: &[&str], value: &[u8]) {
+        self.properties.insert(path.join("."), value.to_vec());
+    }
+    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.sent = Some((status, headers, body.to_vec()));
+    }
+    fn now_nanos(&self) -> u64 {
+        self.now_nanos
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+}
+
+/// Shared data with CAS, as Envoy implements it (every write bumps the
+/// token; a missing key is created whatever CAS is passed).
+#[derive(Debug, Default, Clone)]
+pub struct FakeSharedData {
+    pub entries: BTreeMap<String, (Vec<u8>, u32)>,
+}
+
+impl SharedData for FakeSharedData {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.entries.get(key).cloned()
+    }
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> CasOutcome {
+        let current = self.entries.get(key).map(|(_, c)| *c);
+        match (current, cas) {
+            (Some(c), Some(want)) if c != want => CasOutcome::Conflict,
+            _ => {
+                let next = current.unwrap_or(0).wrapping_add(1).max(1);
+                self.entries.insert(key.to_string(), (value.to_vec(), next));
+                CasOutcome::Written
+            }
+        }
+    }
+}
+
+/// Metrics as a map from name to value.
+#[derive(Debug, Default, Clone)]
+pub struct FakeMetrics {
+    pub values: BTreeMap<String, i64>,
+}
+
+impl Metrics for FakeMetrics {
+    fn increment(&mut self, name: &str, delta: i64) {
+        *self.values.entry(name.to_string()).or_default() += delta;
+    }
+    fn gauge(&mut self, name: &str, value: u64) {
+        self.values
+            .insert(name.to_string(), i64::try_from(value).unwrap_or(i64::MAX));
+    }
+}

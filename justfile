@@ -1,0 +1,20 @@
+# Mirrors `cargo xtask`; see README.md.
+
+default:
+    @just --list
+
+# Release build of every filter for wasm32-wasip1, with sizes
+build:
+    cargo xtask build
+
+# Find or install Envoy
+envoy:
+    cargo xtask envoy
+
+# The full chain in Envoy on 127.0.0.1:10000 (add --tour for a scripted tour)
+demo *ARGS:
+    cargo xtask demo {{ARGS}}
+
+# Every check CI runs
+test:
+    cargo xtask test

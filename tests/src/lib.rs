@@ -1,0 +1,12 @@
+//! Real parts for end-to-end tests and the demo: an Envoy process, an echo
+//! upstream, a JWKS server whose answers can change mid-test, a collector,
+//! and a reader for Envoy's stats.
+
+pub mod envoy;
+pub mod paths;
+pub mod servers;
+pub mod stats;
+pub mod tokens;
+
+pub use envoy::{Envoy, EnvoyOptions};
+pub use servers::{Collector, EchoUpstream, JwksServer};

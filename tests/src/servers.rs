@@ -1,0 +1,314 @@
+//! Small real HTTP servers (axum on tokio) bound to 127.0.0.1: the demo
+//! upstream, a JWKS/OIDC server and an audit collector. Each records what it
+//! received; the JWKS server and collector can be told to answer
+//! differently, stall, or go down and come back on the same port.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use axum::Router;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A request as a server saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A canned answer.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+    /// Wait this long before answering (to drive timeouts).
+    pub delay: Duration,
+}
+
+impl Canned {
+    pub fn json(body: impl Into<String>) -> Self {
+        Canned {
+            status: 200,
+            content_type: "application/json".into(),
+            body: body.into().into_bytes(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn status(status: u16) -> Self {
+        Canned {
+            status,
+            content_type: "text/plain".into(),
+            body: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    routes: BTreeMap<String, Canned>,
+    fallback: Option<Canned>,
+    received: Vec<Received>,
+}
+
+/// The shared machinery: a server on a fixed port that can be stopped and
+/// restarted, answering from a table of canned responses.
+#[derive(Clone)]
+pub struct CannedServer {
+    state: Arc<Mutex<Shared>>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    pub addr: SocketAddr,
+    echo: bool,
+}
+
+impl CannedServer {
+    async fn start(echo: bool) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = CannedServer {
+            state: Arc::new(Mutex::new(Shared::default())),
+            task: Arc::new(Mutex::new(None)),
+            addr,
+            echo,
+        };
+        server.serve(listener);
+        Ok(server)
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let app = Router::new().fallback(handle).with_state(self.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        if let Ok(mut t) = self.task.lock() {
+            *t = Some(task);
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers `path` with `canned` from now on.
+    pub fn set(&self, path: &str, canned: Canned) {
+        if let Ok(mut s) = self.state.lock() {
+            s.routes.insert(path.to_string(), canned);
+        }
+    }
+
+    /// Answers every path without its own entry with `canned`.
+    pub fn set_fallback(&self, canned: Canned) {
+        if let Ok(mut s) = self.state.lock() {
+            s.fallback = Some(canned);
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state
+            .lock()
+            .map(|s| s.received.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn received_on(&self, path: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.received.clear();
+        }
+    }
+
+    /// Stops listening: connections are refused until [`CannedServer::up`].
+    pub fn down(&self) {
+        if let Some(task) = self.task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn up(&self) -> anyhow::Result<()> {
+        self.down();
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.serve(listener);
+        Ok(())
+    }
+}
+
+async fn handle(
+    State(server): State<CannedServer>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    req: Request<Body>,
+) -> Response<Body> {
+    let body = to_bytes(req.into_body(), 64 << 20)
+        .await
+        .unwrap_or_default();
+    let received = Received {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let canned = {
+        let Ok(mut s) = server.state.lock() else {
+            return Response::new(Body::empty());
+        };
+        s.received.push(received.clone());
+        s.routes
+            .get(uri.path())
+            .cloned()
+            .or_else(|| s.fallback.clone())
+    };
+    let canned = match canned {
+        Some(c) => c,
+        None if server.echo => Canned::json(echo_body(&received, uri.query())),
+        None => Canned::status(404),
+    };
+    if !canned.delay.is_zero() {
+        tokio::time::sleep(canned.delay).await;
+    }
+    Response::builder()
+        .status(StatusCode::from_u16(canned.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", canned.content_type)
+        .body(Body::from(canned.body))
+        .unwrap_or_default()
+}
+
+/// The echo upstream's answer: what arrived, as JSON.
+fn echo_body(r: &Received, query: Option<&str>) -> String {
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in &r.headers {
+        headers.entry(k.clone()).or_default().push(v.clone());
+    }
+    serde_json::json!({
+        "method": r.method,
+        "path": r.path,
+        "query": query,
+        "headers": headers,
+    })
+    .to_string()
+}
+
+/// The demo upstream: answers every request with the method, path, query
+/// and headers it received, as JSON.
+#[derive(Clone)]
+pub struct EchoUpstream(pub CannedServer);
+
+impl EchoUpstream {
+    pub async fn start() -> anyhow::Result<Self> {
+        Ok(EchoUpstream(CannedServer::start(true).await?))
+    }
+    pub fn port(&self) -> u16 {
+        self.0.port()
+    }
+    pub fn received(&self) -> Vec<Received> {
+        self.0.received()
+    }
+}
+
+/// Serves a JWKS at `/jwks.json` and an OIDC discovery document at
+/// `/.well-known/openid-configuration`; both can be changed mid-test.
+#[derive(Clone)]
+pub struct JwksServer(pub CannedServer);
+
+impl JwksServer {
+    pub const JWKS_PATH: &'static str = "/jwks.json";
+    pub const DISCOVERY_PATH: &'static str = "/.well-known/openid-configuration";
+
+    pub async fn start(jwks: &str) -> anyhow::Result<Self> {
+        let s = JwksServer(CannedServer::start(false).await?);
+        s.set_jwks(jwks);
+        Ok(s)
+    }
+    pub fn port(&self) -> u16 {
+        self.0.port()
+    }
+    pub fn set_jwks(&self, jwks: &str) {
+        self.0.set(Self::JWKS_PATH, Canned::json(jwks));
+    }
+    pub fn set_discovery(&self, doc: &str) {
+        self.0.set(Self::DISCOVERY_PATH, Canned::json(doc));
+    }
+    pub fn set_answer(&self, canned: Canned) {
+        self.0.set(Self::JWKS_PATH, canned);
+    }
+    /// How many times the JWKS was fetched.
+    pub fn fetches(&self) -> usize {
+        self.0.received_on(Self::JWKS_PATH).len()
+    }
+}
+
+/// Records what is posted to it; answers 200 unless told otherwise.
+#[derive(Clone)]
+pub struct Collector(pub CannedServer);
+
+impl Collector {
+    pub async fn start() -> anyhow::Result<Self> {
+        let s = Collector(CannedServer::start(false).await?);
+        s.0.set_fallback(Canned::json("{}"));
+        Ok(s)
+    }
+    pub fn port(&self) -> u16 {
+        self.0.port()
+    }
+    pub fn answer(&self, canned: Canned) {
+        self.0.set_fallback(canned);
+    }
+    pub fn received(&self) -> Vec<Received> {
+        self.0.received()
+    }
+    /// Every body received, concatenated.
+    pub fn all_bytes(&self) -> Vec<u8> {
+        self.received().into_iter().flat_map(|r| r.body).collect()
+    }
+}

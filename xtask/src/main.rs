@@ -1,0 +1,44 @@
+//! `cargo xtask <command>`: the project's build, run and test automation.
+
+mod build;
+mod demo;
+mod test;
+mod tools;
+mod tour;
+
+use anyhow::{bail, Result};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  build           release build of every filter for wasm32-wasip1, sizes printed
+  envoy           find (or install) Envoy and print its version
+  demo [--tour]   the full chain in Envoy on 127.0.0.1:10000 with a demo upstream and issuer;
+                  --tour runs a scripted tour and exits
+  test            fmt, clippy (host and wasm32), unit tests (host and wasm32 under Node),
+                  end-to-end tests in real Envoy
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match args.first().map(String::as_str) {
+        Some("build") => build::build().map(|_| ()),
+        Some("envoy") => {
+            let envoy = e2e::paths::ensure_envoy()?;
+            println!(
+                "envoy: {} ({})",
+                envoy.display(),
+                e2e::paths::envoy_version(&envoy)?
+            );
+            Ok(())
+        }
+        Some("demo") => demo::demo(rest.contains(&"--tour")),
+        Some("test") => test::test(),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
