@@ -6,6 +6,7 @@
 //! `#[cfg(target_arch = "wasm32")] use wasm_bindgen_test::wasm_bindgen_test as test;`.
 
 pub mod config_error;
+pub mod context;
 pub mod host;
 pub mod identity;
 pub mod matcher;
@@ -14,6 +15,7 @@ pub mod proxy;
 pub mod request;
 pub mod testing;
 
+pub use context::{Flow, RequestContext};
 pub use config_error::{nest, parse_config, parse_value, ConfigError};
 pub use host::{CasOutcome, HttpHost, Level, Metrics, SharedData};
 pub use matcher::RequestMatch;
