@@ -15,8 +15,8 @@ pub mod proxy;
 pub mod request;
 pub mod testing;
 
-pub use context::{Flow, RequestContext};
 pub use config_error::{nest, parse_config, parse_value, ConfigError};
+pub use context::{Flow, RequestContext};
 pub use host::{CasOutcome, HttpHost, Level, Metrics, SharedData};
 pub use matcher::RequestMatch;
 pub use request::RequestInfo;

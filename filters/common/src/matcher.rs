@@ -125,7 +125,7 @@ impl RequestMatch {
                 return false;
             }
         }
-        if !self.methods.is_empty() && !self.methods.iter().any(|m| *m == req.method) {
+        if !self.methods.is_empty() && !self.methods.contains(&req.method) {
             return false;
         }
         if let Some(h) = &self.host {

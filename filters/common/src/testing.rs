@@ -4,6 +4,9 @@ use crate::host::{CasOutcome, HttpHost, Level, Metrics, SharedData};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+/// A local response: `(status, headers, body)`.
+pub type Sent = (u32, Vec<(String, String)>, Vec<u8>);
+
 /// A request as a list of headers and properties, recording what the
 /// filter did to it.
 #[derive(Debug, Default, Clone)]
@@ -12,7 +15,7 @@ pub struct FakeHost {
     pub response_headers: Vec<(String, Vec<u8>)>,
     pub properties: BTreeMap<String, Vec<u8>>,
     /// `(status, headers, body)` once `send_response` was called.
-    pub sent: Option<(u32, Vec<(String, String)>, Vec<u8>)>,
+    pub sent: Option<Sent>,
     pub now_nanos: u64,
     pub logs: RefCell<Vec<(Level, String)>>,
 }
