@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the project's build, run and test automation.
 
+mod bench;
 mod build;
 mod demo;
 mod test;
@@ -15,6 +16,8 @@ commands:
   envoy           find (or install) Envoy and print its version
   demo [--tour]   the full chain in Envoy on 127.0.0.1:10000 with a demo upstream and issuer;
                   --tour runs a scripted tour and exits
+  bench [--quick] our wasm filters against Envoy's native ones, side by side (BENCHMARKS.md);
+                  --quick finishes in under 5 minutes, --only <text> keeps matching cases
   test            fmt, clippy (host and wasm32), unit tests (host and wasm32 under Node),
                   end-to-end tests in real Envoy
 ";
@@ -35,6 +38,7 @@ fn main() -> Result<()> {
         }
         Some("demo") => demo::demo(rest.contains(&"--tour")),
         Some("test") => test::test(),
+        Some("bench") => bench::bench(&rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())

@@ -1,9 +1,15 @@
-//! The proxy-wasm shell: read config, hand each request to the core.
+//! The proxy-wasm shell: configure the limiter in every VM, hand each
+//! request to the core, publish the decision for audit-log.
 
-use crate::{Config, FILTER_NAME};
-use filter_common::proxy;
+use crate::{Config, RateLimit, RateLimiter, FILTER_NAME};
+use filter_common::identity::RATE_LIMIT_DECISION_KEY;
+use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
+use filter_common::{Flow, HttpHost, Level, RequestContext, RequestInfo};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
 pub fn register() {
@@ -11,17 +17,46 @@ pub fn register() {
     proxy_wasm::set_root_context(|_| Box::new(Root::default()));
 }
 
+/// 128 random bits from the host (WASI `random_get`, through std).
+pub fn random_seed() -> [u8; 16] {
+    let a = RandomState::new().build_hasher().finish();
+    let b = RandomState::new().build_hasher().finish();
+    let mut seed = [0u8; 16];
+    for (s, v) in seed
+        .iter_mut()
+        .zip(a.to_le_bytes().into_iter().chain(b.to_le_bytes()))
+    {
+        *s = v;
+    }
+    seed
+}
+
 #[derive(Default)]
 struct Root {
-    config: Option<Rc<Config>>,
+    limiter: Option<Rc<RateLimiter>>,
+    metrics: Rc<RefCell<ProxyMetrics>>,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        self.config = proxy::load_config(FILTER_NAME, Config::parse).map(Rc::new);
-        self.config.is_some()
+        let Some(config) = proxy::load_config(FILTER_NAME, Config::parse) else {
+            return false;
+        };
+        let Ok(mut metrics) = self.metrics.try_borrow_mut() else {
+            return false;
+        };
+        match RateLimiter::configure(config, &mut ProxyShared, &mut *metrics, random_seed()) {
+            Ok(limiter) => {
+                self.limiter = Some(Rc::new(limiter));
+                true
+            }
+            Err(err) => {
+                proxy::log(Level::Error, &format!("{FILTER_NAME}: {err}"));
+                false
+            }
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -29,14 +64,53 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(Http { _config: config }))
+        let limiter = self.limiter.clone()?;
+        Some(Box::new(Http {
+            rate_limit: RateLimit::new(limiter),
+            metrics: Rc::clone(&self.metrics),
+        }))
     }
 }
 
 struct Http {
-    _config: Rc<Config>,
+    rate_limit: RateLimit,
+    metrics: Rc<RefCell<ProxyMetrics>>,
 }
 
 impl Context for Http {}
-impl HttpContext for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let mut host = ProxyHttp;
+        let mut ctx = RequestContext {
+            request: RequestInfo::from_host(&host),
+            ..Default::default()
+        };
+        let flow = match self.metrics.try_borrow_mut() {
+            Ok(mut m) => {
+                self.rate_limit
+                    .on_request_headers(&mut host, &mut ProxyShared, &mut *m, &mut ctx)
+            }
+            Err(_) => self.rate_limit.on_request_headers(
+                &mut host,
+                &mut ProxyShared,
+                &mut ProxyMetrics::default(),
+                &mut ctx,
+            ),
+        };
+        if let Some(decision) = &ctx.rate_limit {
+            if let Ok(json) = serde_json::to_vec(decision) {
+                host.set_property(&[RATE_LIMIT_DECISION_KEY], &json);
+            }
+        }
+        match flow {
+            Flow::Continue => Action::Continue,
+            Flow::Pause | Flow::Responded => Action::Pause,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        self.rate_limit.on_response_headers(&mut ProxyHttp);
+        Action::Continue
+    }
+}

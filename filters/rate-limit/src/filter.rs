@@ -1,0 +1,701 @@
+//! The filter's decision for one request: which rules apply, what each
+//! one's bucket says, and what the client and audit-log are told.
+//!
+//! A request is checked against every matching rule **before** any bucket
+//! is touched: if an enforced rule is already empty, the request is refused
+//! and consumes nothing anywhere. Otherwise each rule's bucket is updated
+//! in config order with compare-and-swap. Only if another worker empties a
+//! later rule's bucket between the check and the update is the request
+//! refused after earlier rules took their token (stricter, never looser).
+
+use crate::config::{CompiledRule, Config, FailureMode, KeySource, OnMissingKey};
+use crate::gcra::Verdict;
+use crate::key::Seed;
+use crate::response::{rate_limit_headers, rejection, RuleState};
+use crate::slots::{self, Peek, Placement, Table, Take};
+use crate::status::Reason;
+use filter_common::identity::{Identity, RateLimitDecision, IDENTITY_KEY};
+use filter_common::{Flow, HttpHost, Metrics, RequestContext, RequestInfo, SharedData};
+use std::rc::Rc;
+
+pub const METRIC_CAS_RETRIES: &str = "rate_limit.cas_retries";
+pub const METRIC_SLOT_COLLISIONS: &str = "rate_limit.slot_collisions";
+
+/// Outcomes written to [`RateLimitDecision::outcome`].
+pub const OUTCOME_ALLOWED: &str = "allowed";
+pub const OUTCOME_SHADOW_LIMITED: &str = "shadow_limited";
+
+/// What one VM (worker) knows: the config, the compiled rules and the
+/// shared hash seed. Build it in `on_configure`; share it with `Rc`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    config: Config,
+    rules: Vec<CompiledRule>,
+    seed: Seed,
+    needs_identity: bool,
+}
+
+impl RateLimiter {
+    /// Call from `on_configure` in every VM. Loads (or, in the first VM,
+    /// creates) the hash seed and the slot tables in shared data, and
+    /// defines every metric so they show as 0 from the start.
+    /// `fresh_seed` must be random; it is used only if no seed exists yet.
+    pub fn configure(
+        config: Config,
+        shared: &mut dyn SharedData,
+        metrics: &mut dyn Metrics,
+        fresh_seed: [u8; 16],
+    ) -> Result<Self, String> {
+        let seed = slots::load_or_create_seed(shared, fresh_seed)?;
+        let rules = config.compile();
+        for r in &rules {
+            slots::prepare_table(shared, &r.rule.name, r.slots)?;
+            for m in [
+                &r.metric_allowed,
+                &r.metric_limited,
+                &r.metric_shadow_limited,
+                &r.metric_store_unavailable,
+            ] {
+                metrics.increment(m, 0);
+            }
+        }
+        metrics.increment(METRIC_CAS_RETRIES, 0);
+        metrics.increment(METRIC_SLOT_COLLISIONS, 0);
+        let needs_identity = rules.iter().any(|r| {
+            r.rule
+                .key
+                .iter()
+                .any(|k| matches!(k, KeySource::Identity(_)))
+        });
+        Ok(RateLimiter {
+            config,
+            rules,
+            seed,
+            needs_identity,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// A rule that applies to the request, and where its key lives.
+struct Applied<'a> {
+    rule: &'a CompiledRule,
+    at: Placement,
+    peek: Peek,
+}
+
+impl Applied<'_> {
+    fn table(&self) -> Table<'_> {
+        Table {
+            rule: &self.rule.rule.name,
+            limit: self.rule.gcra,
+        }
+    }
+    fn state(&self, v: &Verdict) -> RuleState {
+        RuleState::new(&self.rule.rule.name, self.rule.gcra, v)
+    }
+}
+
+/// One request's rate limiting: create one per HTTP context.
+#[derive(Debug)]
+pub struct RateLimit {
+    limiter: Rc<RateLimiter>,
+    /// Headers for the response of an allowed request.
+    pending: Vec<(String, String)>,
+}
+
+impl RateLimit {
+    pub fn new(limiter: Rc<RateLimiter>) -> Self {
+        RateLimit {
+            limiter,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Decides the request. Writes `ctx.rate_limit` when a rule applied
+    /// (left `None` otherwise); on a rejection, sends the local reply and
+    /// returns [`Flow::Responded`]. Expects `ctx.request` to be filled (it
+    /// is read from `host` if left empty).
+    pub fn on_request_headers(
+        &mut self,
+        host: &mut dyn HttpHost,
+        shared: &mut dyn SharedData,
+        metrics: &mut dyn Metrics,
+        ctx: &mut RequestContext,
+    ) -> Flow {
+        let limiter = Rc::clone(&self.limiter);
+        let now = host.now_nanos();
+        if ctx.request.method.is_empty() && ctx.request.path.is_empty() {
+            ctx.request = RequestInfo::from_host(host);
+        }
+        if limiter.needs_identity && ctx.identity.is_none() {
+            // Separate filters: jwt-auth left the identity in filter state.
+            ctx.identity = host
+                .property(&[IDENTITY_KEY])
+                .and_then(|v| serde_json::from_slice::<Identity>(&v).ok());
+        }
+        ctx.rate_limit = None;
+
+        let mut applied = Vec::new();
+        for rule in &limiter.rules {
+            if !rule.rule.matcher.matches(&ctx.request, &*host) {
+                continue;
+            }
+            let name = &rule.rule.name;
+            let hash = match limiter.seed.key_hash(name, &rule.rule.key, &*host, ctx) {
+                Some(h) => h,
+                None if rule.rule.on_missing_key == OnMissingKey::Skip => continue,
+                None => limiter.seed.missing_key_hash(name),
+            };
+            let at = Placement::from_hash(hash, rule.slots);
+            let table = Table {
+                rule: name,
+                limit: rule.gcra,
+            };
+            let peek = table.peek(&*shared, at, now);
+            if peek.collision {
+                metrics.increment(METRIC_SLOT_COLLISIONS, 1);
+            }
+            applied.push(Applied { rule, at, peek });
+        }
+        if applied.is_empty() {
+            return Flow::Continue;
+        }
+
+        // Refused on sight: nothing is consumed.
+        if let Some(first) = applied
+            .iter()
+            .position(|a| !a.rule.rule.shadow && !a.peek.verdict.allowed)
+        {
+            for a in applied.iter().filter(|a| !a.peek.verdict.allowed) {
+                let metric = if a.rule.rule.shadow {
+                    &a.rule.metric_shadow_limited
+                } else {
+                    &a.rule.metric_limited
+                };
+                metrics.increment(metric, 1);
+            }
+            let a = applied.get(first);
+            return match a {
+                Some(a) => {
+                    let v = a.peek.verdict;
+                    self.reject(host, ctx, Reason::OverLimit, a, Some(v))
+                }
+                None => Flow::Continue,
+            };
+        }
+
+        let mut retries = 0;
+        let mut states = Vec::new();
+        let mut shadow_limited: Option<&str> = None;
+        let mut refused: Option<(Reason, &Applied, Option<Verdict>)> = None;
+        for a in &applied {
+            let shadow = a.rule.rule.shadow;
+            if shadow && !a.peek.verdict.allowed {
+                metrics.increment(&a.rule.metric_shadow_limited, 1);
+                shadow_limited.get_or_insert(&a.rule.rule.name);
+                continue;
+            }
+            match a.table().take(shared, a.at, now, &mut retries) {
+                Take::Allowed(v) => {
+                    metrics.increment(&a.rule.metric_allowed, 1);
+                    if !shadow {
+                        states.push(a.state(&v));
+                    }
+                }
+                Take::Denied(_) if shadow => {
+                    metrics.increment(&a.rule.metric_shadow_limited, 1);
+                    shadow_limited.get_or_insert(&a.rule.rule.name);
+                }
+                Take::Denied(v) => {
+                    metrics.increment(&a.rule.metric_limited, 1);
+                    refused = Some((Reason::OverLimit, a, Some(v)));
+                    break;
+                }
+                Take::Unavailable => {
+                    metrics.increment(&a.rule.metric_store_unavailable, 1);
+                    host.log(
+                        filter_common::Level::Warn,
+                        &format!(
+                            "rate_limit: rule {}: shared state unavailable (failure_mode {:?})",
+                            a.rule.rule.name, a.rule.rule.failure_mode
+                        ),
+                    );
+                    if a.rule.rule.failure_mode == FailureMode::Deny && !shadow {
+                        refused = Some((Reason::StoreUnavailable, a, None));
+                        break;
+                    }
+                }
+            }
+        }
+        if retries > 0 {
+            metrics.increment(METRIC_CAS_RETRIES, i64::from(retries));
+        }
+        if let Some((reason, a, v)) = refused {
+            return self.reject(host, ctx, reason, a, v);
+        }
+        ctx.rate_limit = Some(RateLimitDecision {
+            outcome: match shadow_limited {
+                Some(_) => OUTCOME_SHADOW_LIMITED,
+                None => OUTCOME_ALLOWED,
+            }
+            .to_string(),
+            rule: shadow_limited.map(str::to_string),
+        });
+        let headers = &limiter.config.headers;
+        if headers.on_allowed {
+            self.pending = rate_limit_headers(&states, headers.x_ratelimit);
+        }
+        Flow::Continue
+    }
+
+    /// Adds the rate-limit headers to an allowed request's response (when
+    /// `headers.on_allowed` is set).
+    pub fn on_response_headers(&mut self, host: &mut dyn HttpHost) {
+        for (name, value) in std::mem::take(&mut self.pending) {
+            host.set_response_header(&name, value.as_bytes());
+        }
+    }
+
+    fn reject(
+        &mut self,
+        host: &mut dyn HttpHost,
+        ctx: &mut RequestContext,
+        reason: Reason,
+        a: &Applied,
+        verdict: Option<Verdict>,
+    ) -> Flow {
+        let config = &self.limiter.config;
+        let state = verdict.map(|v| (a.state(&v), v.next_ns));
+        let reply = rejection(
+            reason,
+            &a.rule.rule.name,
+            config.status,
+            state.as_ref().map(|(s, ns)| (s, *ns)),
+            config.headers.x_ratelimit,
+        );
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        host.send_response(u32::from(reply.status), &headers, &reply.body);
+        ctx.rate_limit = Some(RateLimitDecision {
+            outcome: reason.outcome().to_string(),
+            rule: Some(a.rule.rule.name.clone()),
+        });
+        self.pending.clear();
+        Flow::Responded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gcra::NANOS_PER_SECOND as S;
+    use filter_common::testing::{FakeHost, FakeMetrics, FakeSharedData};
+    use filter_common::CasOutcome;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const NOW: u64 = 1_780_000_000 * S;
+
+    struct World {
+        limiter: Rc<RateLimiter>,
+        shared: FakeSharedData,
+        metrics: FakeMetrics,
+    }
+
+    impl World {
+        fn new(json: &str) -> Self {
+            let config = Config::parse(json.as_bytes()).unwrap();
+            let mut shared = FakeSharedData::default();
+            let mut metrics = FakeMetrics::default();
+            let limiter =
+                RateLimiter::configure(config, &mut shared, &mut metrics, [9; 16]).unwrap();
+            World {
+                limiter: Rc::new(limiter),
+                shared,
+                metrics,
+            }
+        }
+
+        /// Runs one request; returns the host (with the reply, if any),
+        /// the context and the response headers.
+        fn send(&mut self, mut host: FakeHost, at: u64) -> (FakeHost, RequestContext) {
+            host.now_nanos = at;
+            if !host.properties.contains_key("source.address") {
+                host.properties
+                    .insert("source.address".into(), b"10.0.0.1:1234".to_vec());
+            }
+            let mut ctx = RequestContext::default();
+            let mut rl = RateLimit::new(Rc::clone(&self.limiter));
+            let flow =
+                rl.on_request_headers(&mut host, &mut self.shared, &mut self.metrics, &mut ctx);
+            assert_eq!(flow == Flow::Responded, host.sent.is_some());
+            if flow == Flow::Continue {
+                rl.on_response_headers(&mut host);
+            }
+            (host, ctx)
+        }
+
+        fn get(
+            &mut self,
+            path: &str,
+            headers: &[(&str, &str)],
+            at: u64,
+        ) -> (FakeHost, RequestContext) {
+            self.send(FakeHost::request("GET", path, "example.com", headers), at)
+        }
+
+        fn metric(&self, name: &str) -> i64 {
+            self.metrics.values.get(name).copied().unwrap_or(-1)
+        }
+    }
+
+    fn status(h: &FakeHost) -> u32 {
+        h.sent.as_ref().map_or(200, |s| s.0)
+    }
+
+    fn sent_header(h: &FakeHost, name: &str) -> Option<String> {
+        let (_, headers, _) = h.sent.as_ref()?;
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn body(h: &FakeHost) -> serde_json::Value {
+        serde_json::from_slice(&h.sent.as_ref().unwrap().2).unwrap()
+    }
+
+    const ONE_RULE: &str = r#"{"slots": 64, "rules": [{"name": "per-client", "match": {"prefix": "/api"},
+        "limit": {"requests_per_unit": 10, "unit": "second", "burst": 5}}]}"#;
+
+    #[test]
+    fn burst_then_429_with_headers_and_body() {
+        let mut w = World::new(ONE_RULE);
+        for _ in 0..5 {
+            let (h, ctx) = w.get("/api/x", &[], NOW);
+            assert_eq!(status(&h), 200);
+            assert_eq!(ctx.rate_limit.unwrap().outcome, "allowed");
+        }
+        let (h, ctx) = w.get("/api/x", &[], NOW);
+        assert_eq!(status(&h), 429);
+        assert_eq!(sent_header(&h, "retry-after").as_deref(), Some("1"));
+        assert_eq!(
+            sent_header(&h, "ratelimit").as_deref(),
+            Some("\"per-client\";r=0;t=1")
+        );
+        assert_eq!(
+            sent_header(&h, "ratelimit-policy").as_deref(),
+            Some("\"per-client\";q=10;w=1")
+        );
+        assert_eq!(sent_header(&h, "x-ratelimit-limit"), None);
+        assert_eq!(body(&h)["rule"], "per-client");
+        assert_eq!(body(&h)["error"], "over_limit");
+        let d = ctx.rate_limit.unwrap();
+        assert_eq!(
+            (d.outcome.as_str(), d.rule.as_deref()),
+            ("limited", Some("per-client"))
+        );
+        // Other paths are not limited; other clients have their own bucket.
+        assert_eq!(status(&w.get("/other", &[], NOW).0), 200);
+        let mut other = FakeHost::request("GET", "/api/x", "example.com", &[]);
+        other
+            .properties
+            .insert("source.address".into(), b"10.0.0.2:1".to_vec());
+        assert_eq!(status(&w.send(other, NOW).0), 200);
+        // A tenth of a second later, one more.
+        assert_eq!(status(&w.get("/api/x", &[], NOW + S / 10).0), 200);
+        assert_eq!(status(&w.get("/api/x", &[], NOW + S / 10).0), 429);
+        assert_eq!(w.metric("rate_limit.per-client.allowed"), 7);
+        assert_eq!(w.metric("rate_limit.per-client.limited"), 2);
+        assert_eq!(w.metric("rate_limit.per-client.shadow_limited"), 0);
+        assert_eq!(w.metric("rate_limit.cas_retries"), 0);
+    }
+
+    #[test]
+    fn no_rule_applies_no_decision() {
+        let mut w = World::new(ONE_RULE);
+        let (_, ctx) = w.get("/", &[], NOW);
+        assert!(ctx.rate_limit.is_none());
+    }
+
+    #[test]
+    fn a_denied_request_consumes_nothing_from_other_rules() {
+        let mut w = World::new(
+            r#"{"slots": 16, "rules": [
+                {"name": "wide", "key": [], "limit": {"requests_per_unit": 3, "unit": "hour"}},
+                {"name": "narrow", "match": {"prefix": "/b"}, "key": [], "limit": {"requests_per_unit": 1, "unit": "hour"}}]}"#,
+        );
+        assert_eq!(status(&w.get("/b", &[], NOW).0), 200);
+        // "narrow" is empty: refusals on /b leave "wide" untouched.
+        for _ in 0..5 {
+            let (h, _) = w.get("/b", &[], NOW);
+            assert_eq!(status(&h), 429);
+            assert_eq!(body(&h)["rule"], "narrow");
+        }
+        assert_eq!(status(&w.get("/a", &[], NOW).0), 200);
+        assert_eq!(status(&w.get("/a", &[], NOW).0), 200);
+        let (h, _) = w.get("/a", &[], NOW);
+        assert_eq!(status(&h), 429);
+        assert_eq!(body(&h)["rule"], "wide");
+        // Both empty: the first in config order is named.
+        let (h, _) = w.get("/b", &[], NOW);
+        assert_eq!(body(&h)["rule"], "wide");
+        assert_eq!(w.metric("rate_limit.narrow.limited"), 6);
+        assert_eq!(w.metric("rate_limit.wide.limited"), 2);
+    }
+
+    #[test]
+    fn shadow_rules_count_but_never_reject() {
+        let mut w = World::new(
+            r#"{"slots": 16, "rules": [
+                {"name": "trial", "shadow": true, "limit": {"requests_per_unit": 2, "unit": "minute"}},
+                {"name": "real", "limit": {"requests_per_unit": 4, "unit": "minute"}}]}"#,
+        );
+        let outcomes: Vec<(u32, String, Option<String>)> = (0..6)
+            .map(|_| {
+                let (h, ctx) = w.get("/", &[], NOW);
+                let d = ctx.rate_limit.unwrap();
+                (status(&h), d.outcome, d.rule)
+            })
+            .collect();
+        let expect = |s: u32, o: &str, r: Option<&str>| (s, o.to_string(), r.map(str::to_string));
+        assert_eq!(
+            outcomes,
+            vec![
+                expect(200, "allowed", None),
+                expect(200, "allowed", None),
+                expect(200, "shadow_limited", Some("trial")),
+                expect(200, "shadow_limited", Some("trial")),
+                expect(429, "limited", Some("real")),
+                expect(429, "limited", Some("real")),
+            ]
+        );
+        assert_eq!(w.metric("rate_limit.trial.shadow_limited"), 4);
+        assert_eq!(w.metric("rate_limit.trial.allowed"), 2);
+        assert_eq!(w.metric("rate_limit.trial.limited"), 0);
+        assert_eq!(w.metric("rate_limit.real.allowed"), 4);
+    }
+
+    #[test]
+    fn missing_key_parts_share_one_bucket_or_skip() {
+        let mut w = World::new(
+            r#"{"slots": 16, "rules": [
+                {"name": "shared", "key": [{"header": {"name": "x-key"}}], "limit": {"requests_per_unit": 1, "unit": "hour"}},
+                {"name": "skip", "match": {"prefix": "/s"}, "key": [{"header": {"name": "x-other"}}], "on_missing_key": "skip",
+                 "limit": {"requests_per_unit": 1, "unit": "hour"}}]}"#,
+        );
+        assert_eq!(status(&w.get("/", &[("x-key", "a")], NOW).0), 200);
+        assert_eq!(status(&w.get("/", &[("x-key", "a")], NOW).0), 429);
+        assert_eq!(status(&w.get("/", &[("x-key", "b")], NOW).0), 200);
+        // No header: one bucket for all who leave it out.
+        assert_eq!(status(&w.get("/", &[], NOW).0), 200);
+        assert_eq!(status(&w.get("/", &[], NOW).0), 429);
+        // "skip" never applies without its header.
+        let mut w = World::new(
+            r#"{"slots": 16, "rules": [{"name": "skip", "key": [{"header": {"name": "x-other"}}],
+                "on_missing_key": "skip", "limit": {"requests_per_unit": 1, "unit": "hour"}}]}"#,
+        );
+        for _ in 0..3 {
+            let (h, ctx) = w.get("/", &[], NOW);
+            assert_eq!(status(&h), 200);
+            assert!(ctx.rate_limit.is_none());
+        }
+    }
+
+    #[test]
+    fn identity_from_the_context_or_filter_state() {
+        let mut w = World::new(
+            r#"{"slots": 16, "rules": [{"name": "user", "key": [{"identity": {}}], "on_missing_key": "skip",
+                "limit": {"requests_per_unit": 1, "unit": "hour"}}]}"#,
+        );
+        let alice = Identity {
+            provider: "p".into(),
+            issuer: "https://iss".into(),
+            subject: "alice".into(),
+            claims: Default::default(),
+        };
+        // In the chain: jwt-auth put it in the context.
+        let run = |w: &mut World, identity: Option<Identity>, state: Option<&Identity>| {
+            let mut host = FakeHost::request("GET", "/", "h", &[]);
+            host.now_nanos = NOW;
+            if let Some(i) = state {
+                host.properties
+                    .insert(IDENTITY_KEY.into(), serde_json::to_vec(i).unwrap());
+            }
+            let mut ctx = RequestContext {
+                identity,
+                ..Default::default()
+            };
+            let mut rl = RateLimit::new(Rc::clone(&w.limiter));
+            rl.on_request_headers(&mut host, &mut w.shared, &mut w.metrics, &mut ctx);
+            status(&host)
+        };
+        assert_eq!(run(&mut w, Some(alice.clone()), None), 200);
+        assert_eq!(run(&mut w, Some(alice.clone()), None), 429);
+        // As separate filters: the same identity from filter state.
+        assert_eq!(run(&mut w, None, Some(&alice)), 429);
+        let bob = Identity {
+            subject: "bob".into(),
+            ..alice.clone()
+        };
+        assert_eq!(run(&mut w, None, Some(&bob)), 200);
+        // Anonymous requests are not limited by this rule (skip).
+        assert_eq!(run(&mut w, None, None), 200);
+        assert_eq!(run(&mut w, None, None), 200);
+    }
+
+    #[test]
+    fn headers_on_allowed_responses() {
+        let mut w = World::new(
+            r#"{"slots": 16, "headers": {"on_allowed": true, "x_ratelimit": true}, "rules": [
+                {"name": "a", "key": [], "limit": {"requests_per_unit": 10, "unit": "minute"}},
+                {"name": "b", "key": [], "limit": {"requests_per_unit": 2, "unit": "minute", "burst": 3}},
+                {"name": "s", "key": [], "shadow": true, "limit": {"requests_per_unit": 1, "unit": "minute"}}]}"#,
+        );
+        let (h, _) = w.get("/", &[], NOW);
+        let get = |n: &str| {
+            h.response_headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+        };
+        assert_eq!(
+            get("ratelimit-policy").as_deref(),
+            Some("\"a\";q=10;w=60, \"b\";q=2;w=60")
+        );
+        assert_eq!(
+            get("ratelimit").as_deref(),
+            Some("\"a\";r=9;t=6, \"b\";r=2;t=30")
+        );
+        assert_eq!(get("x-ratelimit-limit").as_deref(), Some("2"));
+        assert_eq!(get("x-ratelimit-remaining").as_deref(), Some("2"));
+        assert_eq!(get("x-ratelimit-reset").as_deref(), Some("30"));
+        // Without on_allowed, allowed responses are left alone.
+        let mut w = World::new(ONE_RULE);
+        assert!(w.get("/api", &[], NOW).0.response_headers.is_empty());
+    }
+
+    #[test]
+    fn exhausted_retries_follow_the_failure_mode() {
+        struct Broken(FakeSharedData);
+        impl SharedData for Broken {
+            fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+                self.0.get(key)
+            }
+            fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> CasOutcome {
+                match cas {
+                    Some(_) => CasOutcome::Conflict,
+                    None => self.0.set(key, value, cas),
+                }
+            }
+        }
+        let config = Config::parse(
+            br#"{"slots": 4, "rules": [
+                {"name": "open", "key": [], "failure_mode": "allow", "limit": {"requests_per_unit": 1, "unit": "hour"}},
+                {"name": "closed", "match": {"prefix": "/c"}, "key": [], "limit": {"requests_per_unit": 1, "unit": "hour"}}]}"#,
+        )
+        .unwrap();
+        let mut shared = Broken(FakeSharedData::default());
+        let mut metrics = FakeMetrics::default();
+        let limiter =
+            Rc::new(RateLimiter::configure(config, &mut shared, &mut metrics, [1; 16]).unwrap());
+        let mut run = |path: &str| {
+            let mut host = FakeHost::request("GET", path, "h", &[]);
+            let mut ctx = RequestContext::default();
+            RateLimit::new(Rc::clone(&limiter)).on_request_headers(
+                &mut host,
+                &mut shared,
+                &mut metrics,
+                &mut ctx,
+            );
+            (host, ctx)
+        };
+        let (h, ctx) = run("/a");
+        assert!(h.sent.is_none());
+        assert_eq!(ctx.rate_limit.unwrap().outcome, "allowed");
+        let (h, ctx) = run("/c");
+        assert_eq!(status(&h), 503);
+        assert_eq!(body(&h)["error"], "store_unavailable");
+        assert_eq!(body(&h)["rule"], "closed");
+        assert_eq!(ctx.rate_limit.unwrap().outcome, "error");
+        assert!(h.logs.borrow().iter().any(|(_, m)| m.contains("closed")));
+        assert_eq!(metrics.values["rate_limit.open.store_unavailable"], 2);
+        assert_eq!(metrics.values["rate_limit.closed.store_unavailable"], 1);
+        assert_eq!(
+            metrics.values["rate_limit.cas_retries"],
+            3 * i64::from(slots::MAX_ATTEMPTS)
+        );
+    }
+
+    #[test]
+    fn two_workers_share_one_limit() {
+        // Two VMs: each configures (the second reuses the seed and the
+        // table) and both serve the same client from the same shared data.
+        let json = r#"{"slots": 64, "rules": [{"name": "r", "limit": {"requests_per_unit": 5, "unit": "minute"}}]}"#;
+        let mut shared = FakeSharedData::default();
+        let mut metrics = FakeMetrics::default();
+        let a = Rc::new(
+            RateLimiter::configure(
+                Config::parse(json.as_bytes()).unwrap(),
+                &mut shared,
+                &mut metrics,
+                [1; 16],
+            )
+            .unwrap(),
+        );
+        let entries = shared.entries.len();
+        let b = Rc::new(
+            RateLimiter::configure(
+                Config::parse(json.as_bytes()).unwrap(),
+                &mut shared,
+                &mut metrics,
+                [2; 16],
+            )
+            .unwrap(),
+        );
+        assert_eq!(shared.entries.len(), entries);
+        let mut allowed = 0;
+        for i in 0..20 {
+            let limiter = if i % 2 == 0 { &a } else { &b };
+            let mut host = FakeHost::request("GET", "/", "h", &[]);
+            host.properties
+                .insert("source.address".into(), b"[2001:db8::1]:9".to_vec());
+            host.now_nanos = NOW;
+            let mut ctx = RequestContext::default();
+            RateLimit::new(Rc::clone(limiter)).on_request_headers(
+                &mut host,
+                &mut shared,
+                &mut metrics,
+                &mut ctx,
+            );
+            if host.sent.is_none() {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 5);
+    }
+
+    #[test]
+    fn spraying_keys_never_grows_state_nor_resets_a_bucket() {
+        let mut w = World::new(
+            r#"{"slots": 32, "rules": [{"name": "k", "key": [{"header": {"name": "x-key"}}],
+                "limit": {"requests_per_unit": 1, "unit": "hour"}}]}"#,
+        );
+        let entries = w.shared.entries.len();
+        assert_eq!(status(&w.get("/", &[("x-key", "victim")], NOW).0), 200);
+        for i in 0..3000 {
+            w.get("/", &[("x-key", &format!("spray-{i}"))], NOW);
+        }
+        assert_eq!(w.shared.entries.len(), entries);
+        // However many keys went by, the victim's bucket is still empty.
+        assert_eq!(status(&w.get("/", &[("x-key", "victim")], NOW).0), 429);
+        assert!(w.metric("rate_limit.slot_collisions") > 0);
+    }
+}

@@ -1,0 +1,484 @@
+//! The state of every bucket: a fixed table of slots in Envoy's shared
+//! data, updated with compare-and-swap.
+//!
+//! Shared data keys are never freed, so the key space is fixed by design:
+//! rule `r` owns the keys `rate_limit.<r>.0` … `rate_limit.<r>.<slots-1>`,
+//! all created when the plugin is configured. A request's key hash picks
+//! the slot; the slot holds only the GCRA state and a fingerprint of the
+//! last key that wrote it. Keys that land in the same slot share its state:
+//! a colliding key is never handed a fresh bucket (stricter, never looser),
+//! and spraying keys cannot reset anyone's limit nor grow memory.
+//!
+//! Slots are created up front because creation is not atomic in Envoy (a
+//! missing key is written whatever CAS is passed): two workers creating
+//! the same slot at once would lose one update.
+
+use crate::gcra::{rescale, Limit, Verdict};
+use crate::key::Seed;
+use filter_common::{CasOutcome, SharedData};
+
+/// Shared data key of the hash seed, common to all rules.
+pub const SEED_KEY: &str = "rate_limit.seed";
+/// Compare-and-swap attempts per rule and request before the rule's
+/// `failure_mode` applies.
+pub const MAX_ATTEMPTS: u32 = 16;
+/// Stored value: TAT (12 bytes; scaled TATs stay below 2^96), its scale
+/// (4), the key fingerprint (4). Never empty: Envoy hands an empty value
+/// back as "no value", without its CAS.
+const VALUE_LEN: usize = 20;
+/// A slot no request has used yet.
+const FRESH: [u8; VALUE_LEN] = [0; VALUE_LEN];
+
+/// Where a key lives in a rule's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub slot: u32,
+    /// Tells keys sharing a slot apart (for the collision metric only).
+    pub fingerprint: u32,
+}
+
+impl Placement {
+    /// Low 32 bits pick the slot (multiply-shift: uniform for any table
+    /// size), high 32 bits are the fingerprint.
+    pub fn from_hash(hash: u64, slots: u32) -> Self {
+        let low = hash & 0xffff_ffff;
+        let slot = (low * u64::from(slots)) >> 32;
+        Placement {
+            slot: u32::try_from(slot).unwrap_or(0),
+            fingerprint: u32::try_from(hash >> 32).unwrap_or(0),
+        }
+    }
+}
+
+pub fn slot_key(rule: &str, slot: u32) -> String {
+    format!("rate_limit.{rule}.{slot}")
+}
+
+fn marker_key(rule: &str) -> String {
+    format!("rate_limit.{rule}.slots")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stored {
+    tat: u128,
+    scale: u32,
+    fingerprint: u32,
+}
+
+fn encode(s: Stored) -> [u8; VALUE_LEN] {
+    let mut out = [0u8; VALUE_LEN];
+    let tat = s.tat.to_le_bytes();
+    for (o, b) in out.iter_mut().zip(tat.iter().take(12)) {
+        *o = *b;
+    }
+    for (o, b) in out.iter_mut().skip(12).zip(s.scale.to_le_bytes()) {
+        *o = b;
+    }
+    for (o, b) in out.iter_mut().skip(16).zip(s.fingerprint.to_le_bytes()) {
+        *o = b;
+    }
+    out
+}
+
+/// Anything that is not one of our values reads as a fresh slot; only this
+/// module writes these keys.
+fn decode(bytes: &[u8]) -> Stored {
+    let word = |from: usize| {
+        let mut w = [0u8; 4];
+        if let Some(src) = bytes.get(from..from + 4) {
+            w.copy_from_slice(src);
+        }
+        u32::from_le_bytes(w)
+    };
+    if bytes.len() != VALUE_LEN {
+        return Stored {
+            tat: 0,
+            scale: 0,
+            fingerprint: 0,
+        };
+    }
+    let mut tat = [0u8; 16];
+    if let (Some(dst), Some(src)) = (tat.get_mut(..12), bytes.get(..12)) {
+        dst.copy_from_slice(src);
+    }
+    Stored {
+        tat: u128::from_le_bytes(tat),
+        scale: word(12),
+        fingerprint: word(16),
+    }
+}
+
+/// The seed every worker hashes keys with. The first VM to configure (in
+/// Envoy, the main thread's configuration check, before any worker) stores
+/// `fresh`; the others read it.
+pub fn load_or_create_seed(shared: &mut dyn SharedData, fresh: [u8; 16]) -> Result<Seed, String> {
+    let read = |shared: &dyn SharedData| {
+        shared
+            .get(SEED_KEY)
+            .and_then(|(v, _)| <[u8; 16]>::try_from(v.as_slice()).ok())
+    };
+    if let Some(seed) = read(shared) {
+        return Ok(Seed(seed));
+    }
+    if shared.set(SEED_KEY, &fresh, None) == CasOutcome::Failed {
+        return Err(format!("cannot write {SEED_KEY} to shared data"));
+    }
+    read(shared)
+        .map(Seed)
+        .ok_or_else(|| format!("cannot read {SEED_KEY} back from shared data"))
+}
+
+/// Creates the rule's slots unless an earlier configuration did. Returns
+/// how many it created.
+pub fn prepare_table(shared: &mut dyn SharedData, rule: &str, slots: u32) -> Result<u32, String> {
+    let marker = marker_key(rule);
+    let ready = shared
+        .get(&marker)
+        .and_then(|(v, _)| std::str::from_utf8(&v).ok()?.parse::<u32>().ok());
+    if ready.is_some_and(|n| n >= slots) {
+        return Ok(0);
+    }
+    let mut created = 0;
+    for slot in 0..slots {
+        let key = slot_key(rule, slot);
+        if shared.get(&key).is_none() {
+            if shared.set(&key, &FRESH, None) == CasOutcome::Failed {
+                return Err(format!("cannot create {key} in shared data"));
+            }
+            created += 1;
+        }
+    }
+    let count = slots.max(ready.unwrap_or(0)).to_string();
+    if shared.set(&marker, count.as_bytes(), None) == CasOutcome::Failed {
+        return Err(format!("cannot write {marker} to shared data"));
+    }
+    Ok(created)
+}
+
+/// A read without a write: what the slot would decide now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peek {
+    pub verdict: Verdict,
+    /// Another key's debt is in this slot: the two share a bucket.
+    pub collision: bool,
+}
+
+/// The outcome of a compare-and-swap update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Allowed; the slot now holds the new state.
+    Allowed(Verdict),
+    /// Denied; the slot is unchanged.
+    Denied(Verdict),
+    /// The state could not be updated (attempts exhausted or the host
+    /// refused the write).
+    Unavailable,
+}
+
+/// One rule's table, seen by one request.
+pub struct Table<'a> {
+    pub rule: &'a str,
+    pub limit: Limit,
+}
+
+impl Table<'_> {
+    fn read(&self, shared: &dyn SharedData, key: &str) -> Option<(Stored, u32)> {
+        let (bytes, cas) = shared.get(key)?;
+        let mut stored = decode(&bytes);
+        stored.tat = rescale(stored.tat, stored.scale, self.limit.scale());
+        Some((stored, cas))
+    }
+
+    pub fn peek(&self, shared: &dyn SharedData, at: Placement, now_ns: u64) -> Peek {
+        let stored = self
+            .read(shared, &slot_key(self.rule, at.slot))
+            .map(|(s, _)| s);
+        let tat = stored.map_or(0, |s| s.tat);
+        Peek {
+            verdict: self.limit.check(tat, now_ns),
+            collision: stored.is_some_and(|s| {
+                s.fingerprint != at.fingerprint && self.limit.in_debt(s.tat, now_ns)
+            }),
+        }
+    }
+
+    /// Decides and records one request. `retries` counts CAS conflicts.
+    pub fn take(
+        &self,
+        shared: &mut dyn SharedData,
+        at: Placement,
+        now_ns: u64,
+        retries: &mut u32,
+    ) -> Take {
+        let key = slot_key(self.rule, at.slot);
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((stored, cas)) = self.read(shared, &key) else {
+                // Only when the table was not created at configuration.
+                if shared.set(&key, &FRESH, None) == CasOutcome::Failed {
+                    return Take::Unavailable;
+                }
+                continue;
+            };
+            let verdict = self.limit.check(stored.tat, now_ns);
+            if !verdict.allowed {
+                return Take::Denied(verdict);
+            }
+            let value = encode(Stored {
+                tat: verdict.tat,
+                scale: self.limit.scale(),
+                fingerprint: at.fingerprint,
+            });
+            match shared.set(&key, &value, Some(cas)) {
+                CasOutcome::Written => return Take::Allowed(verdict),
+                CasOutcome::Conflict => *retries += 1,
+                CasOutcome::Failed => return Take::Unavailable,
+            }
+        }
+        Take::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filter_common::testing::FakeSharedData;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const NOW: u64 = 1_780_000_000_000_000_000;
+
+    /// Shared data where another worker slips a write in before some of
+    /// our writes (every `every`-th), so our CAS conflicts.
+    struct Racing {
+        inner: FakeSharedData,
+        every: u32,
+        writes: u32,
+        /// What the other worker does: take one request from the slot.
+        other: Option<(Placement, u64)>,
+        other_allowed: u32,
+        limit: Limit,
+    }
+
+    impl SharedData for Racing {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.inner.get(key)
+        }
+        fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> CasOutcome {
+            self.writes += 1;
+            if cas.is_some() && self.writes.is_multiple_of(self.every) {
+                if let Some((at, now)) = self.other {
+                    let table = Table {
+                        rule: "r",
+                        limit: self.limit,
+                    };
+                    let mut r = 0;
+                    if let Take::Allowed(_) = table.take(&mut self.inner, at, now, &mut r) {
+                        self.other_allowed += 1;
+                    }
+                }
+            }
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    fn prepared(slots: u32) -> FakeSharedData {
+        let mut shared = FakeSharedData::default();
+        prepare_table(&mut shared, "r", slots).unwrap();
+        shared
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let s = Stored {
+            tat: (1u128 << 95) + 12345,
+            scale: 7,
+            fingerprint: 0xdead_beef,
+        };
+        assert_eq!(decode(&encode(s)), s);
+        assert_eq!(decode(&FRESH).tat, 0);
+        assert_eq!(decode(b"junk").tat, 0);
+    }
+
+    #[test]
+    fn placement_covers_the_table() {
+        assert_eq!(Placement::from_hash(u64::MAX, 10).slot, 9);
+        assert_eq!(Placement::from_hash(0, 10).slot, 0);
+        assert_eq!(Placement::from_hash(0xabcd_0000_0000_0001, 1).slot, 0);
+        assert_eq!(
+            Placement::from_hash(0xabcd_0000_0000_0001, 1).fingerprint,
+            0xabcd_0000
+        );
+    }
+
+    #[test]
+    fn the_table_is_created_once_and_never_grows() {
+        let mut shared = FakeSharedData::default();
+        assert_eq!(prepare_table(&mut shared, "r", 64).unwrap(), 64);
+        assert_eq!(shared.entries.len(), 65);
+        assert_eq!(prepare_table(&mut shared, "r", 64).unwrap(), 0);
+        assert_eq!(prepare_table(&mut shared, "r", 32).unwrap(), 0);
+        assert_eq!(prepare_table(&mut shared, "r", 80).unwrap(), 16);
+        // Any number of keys afterwards: still the same entries.
+        let table = Table {
+            rule: "r",
+            limit: Limit::new(1, 60, 1),
+        };
+        let before = shared.entries.len();
+        let mut r = 0;
+        for k in 0..10_000u64 {
+            let at = Placement::from_hash(k.wrapping_mul(0x9e37_79b9_7f4a_7c15), 80);
+            table.take(&mut shared, at, NOW, &mut r);
+        }
+        assert_eq!(shared.entries.len(), before);
+    }
+
+    #[test]
+    fn the_seed_is_created_once_and_then_shared() {
+        let mut shared = FakeSharedData::default();
+        let a = load_or_create_seed(&mut shared, [1; 16]).unwrap();
+        let b = load_or_create_seed(&mut shared, [2; 16]).unwrap();
+        assert_eq!(a, Seed([1; 16]));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn exact_under_cas_conflicts() {
+        // Two workers take from one slot; every other write of ours races.
+        let limit = Limit::new(1, 3600, 50);
+        let at = Placement::from_hash(42, 16);
+        let mut shared = Racing {
+            inner: prepared(16),
+            every: 2,
+            writes: 0,
+            other: Some((at, NOW)),
+            other_allowed: 0,
+            limit,
+        };
+        let table = Table { rule: "r", limit };
+        let (mut mine, mut retries) = (0, 0);
+        for _ in 0..200 {
+            match table.take(&mut shared, at, NOW, &mut retries) {
+                Take::Allowed(_) => mine += 1,
+                Take::Denied(_) => {}
+                Take::Unavailable => panic!("attempts ran out"),
+            }
+        }
+        assert!(retries > 0);
+        assert!(shared.other_allowed > 0);
+        assert_eq!(mine + shared.other_allowed, 50);
+    }
+
+    #[test]
+    fn conflicts_without_end_make_the_slot_unavailable() {
+        let limit = Limit::new(1, 1, 1_000_000);
+        let at = Placement::from_hash(7, 4);
+        let mut shared = Racing {
+            inner: prepared(4),
+            every: 1,
+            writes: 0,
+            other: Some((at, NOW)),
+            other_allowed: 0,
+            limit,
+        };
+        let table = Table { rule: "r", limit };
+        let mut retries = 0;
+        assert_eq!(
+            table.take(&mut shared, at, NOW, &mut retries),
+            Take::Unavailable
+        );
+        assert_eq!(retries, MAX_ATTEMPTS);
+    }
+
+    #[test]
+    fn a_colliding_key_shares_the_bucket_and_is_counted() {
+        let limit = Limit::new(1, 60, 2);
+        let table = Table { rule: "r", limit };
+        let mut shared = prepared(1);
+        let a = Placement::from_hash(1 << 32, 1);
+        let b = Placement::from_hash(2 << 32, 1);
+        assert_eq!(a.slot, b.slot);
+        let mut r = 0;
+        assert!(!table.peek(&shared, a, NOW).collision);
+        assert!(matches!(
+            table.take(&mut shared, a, NOW, &mut r),
+            Take::Allowed(_)
+        ));
+        let p = table.peek(&shared, b, NOW);
+        assert!(p.collision);
+        assert!(matches!(
+            table.take(&mut shared, b, NOW, &mut r),
+            Take::Allowed(_)
+        ));
+        // b did not get a fresh bucket: a and b together had two requests.
+        assert!(matches!(
+            table.take(&mut shared, a, NOW, &mut r),
+            Take::Denied(_)
+        ));
+        assert!(matches!(
+            table.take(&mut shared, b, NOW, &mut r),
+            Take::Denied(_)
+        ));
+        // Once the debt is repaid, sharing the slot is no collision.
+        assert!(!table.peek(&shared, a, NOW + 120 * 1_000_000_000).collision);
+    }
+
+    #[test]
+    fn a_changed_rate_keeps_the_debt() {
+        let mut shared = prepared(1);
+        let at = Placement::from_hash(0, 1);
+        let mut r = 0;
+        let old = Table {
+            rule: "r",
+            limit: Limit::new(1, 60, 1),
+        };
+        assert!(matches!(
+            old.take(&mut shared, at, NOW, &mut r),
+            Take::Allowed(_)
+        ));
+        // Reconfigured to 7 per minute, burst 1: the minute-long debt is
+        // now seven times as long in scaled units, still not repaid.
+        let new = Table {
+            rule: "r",
+            limit: Limit::new(7, 60, 1),
+        };
+        assert!(matches!(
+            new.take(&mut shared, at, NOW, &mut r),
+            Take::Denied(_)
+        ));
+        assert!(matches!(
+            new.take(&mut shared, at, NOW + 60_000_000_000, &mut r),
+            Take::Allowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_missing_slot_is_created_and_a_refused_write_is_unavailable() {
+        let mut shared = FakeSharedData::default();
+        let table = Table {
+            rule: "r",
+            limit: Limit::new(1, 1, 1),
+        };
+        let at = Placement::from_hash(0, 1);
+        let mut r = 0;
+        assert!(matches!(
+            table.take(&mut shared, at, NOW, &mut r),
+            Take::Allowed(_)
+        ));
+
+        struct Refusing;
+        impl SharedData for Refusing {
+            fn get(&self, _: &str) -> Option<(Vec<u8>, u32)> {
+                Some((FRESH.to_vec(), 1))
+            }
+            fn set(&mut self, _: &str, _: &[u8], _: Option<u32>) -> CasOutcome {
+                CasOutcome::Failed
+            }
+        }
+        assert_eq!(
+            table.take(&mut Refusing, at, NOW, &mut r),
+            Take::Unavailable
+        );
+        assert!(prepare_table(&mut Refusing, "x", 1).is_err());
+        assert!(load_or_create_seed(&mut Refusing, [0; 16]).is_err());
+    }
+}
