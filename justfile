@@ -18,3 +18,7 @@ demo *ARGS:
 # Every check CI runs
 test:
     cargo xtask test
+
+# Our wasm filters against Envoy's native ones, side by side (BENCHMARKS.md); --quick for a short run
+bench *ARGS:
+    cargo xtask bench {{ARGS}}

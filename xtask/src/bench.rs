@@ -167,11 +167,18 @@ fn build_modules() -> Vec<ModuleSize> {
             Ok(o) => {
                 // Another module may be mid-edit: say why, briefly, and go on.
                 let stderr = String::from_utf8_lossy(&o.stderr);
-                let first: Vec<&str> = stderr
+                let mut first: Vec<&str> = stderr
                     .lines()
                     .filter(|l| l.starts_with("error"))
                     .take(3)
                     .collect();
+                if first.is_empty() {
+                    first = stderr
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .take(3)
+                        .collect();
+                }
                 eprintln!(
                     "    build failed, its configurations will not be measured:\n    {}",
                     first.join("\n    ")
@@ -467,6 +474,11 @@ async fn measure(
             let (rss, hwm) = memory(r.envoy.pid());
             s.rss_after = rss;
             s.rss_peak = hwm;
+            if let Ok(stats) = r.envoy.stats().await {
+                for part in ["wasmcustom.", "jwt_authn.", "bench_rate_limit", "wasm."] {
+                    s.stats.extend(stats.matching(part));
+                }
+            }
         }
     }
     drop(running);

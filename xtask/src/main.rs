@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's build, run and test automation.
 
 mod bench;
+mod audit_verify;
 mod build;
 mod demo;
 mod test;
@@ -18,6 +19,9 @@ commands:
                   --tour runs a scripted tour and exits
   bench [--quick] our wasm filters against Envoy's native ones, side by side (BENCHMARKS.md);
                   --quick finishes in under 5 minutes, --only <text> keeps matching cases
+  audit-verify FILE
+                  check the hash chains of an NDJSON file of audit events; reports the
+                  first deleted, reordered or altered event per producer, exits non-zero
   test            fmt, clippy (host and wasm32), unit tests (host and wasm32 under Node),
                   end-to-end tests in real Envoy
 ";
@@ -38,6 +42,7 @@ fn main() -> Result<()> {
         }
         Some("demo") => demo::demo(rest.contains(&"--tour")),
         Some("test") => test::test(),
+        Some("audit-verify") => audit_verify::audit_verify(rest.first().copied()),
         Some("bench") => bench::bench(&rest),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");

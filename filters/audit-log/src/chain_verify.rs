@@ -132,9 +132,8 @@ pub fn verify(text: &str) -> Report {
 }
 
 fn is_bulk_action(v: &Value) -> bool {
-    v.as_object().is_some_and(|o| {
-        o.len() == 1 && ["create", "index"].iter().any(|k| o.contains_key(*k))
-    })
+    v.as_object()
+        .is_some_and(|o| o.len() == 1 && ["create", "index"].iter().any(|k| o.contains_key(*k)))
 }
 
 fn entry(line: usize, v: &Value) -> Option<(String, Entry)> {
@@ -231,9 +230,9 @@ mod tests {
         let mut c = Chain::new(producer);
         (0..n)
             .map(|i| {
-                let mut v = json!({"url": {"path": format!("/r{i}")}, "audit": {"schema_version": "1"}});
-                c.seal(&mut v);
-                v.to_string()
+                let mut v =
+                    json!({"url": {"path": format!("/r{i}")}, "audit": {"schema_version": "1"}});
+                c.seal(&mut v).1
             })
             .collect()
     }
@@ -306,7 +305,10 @@ mod tests {
         let h = event_hash(&v);
         v["audit"]["hash"] = json!(h);
         edited[1] = v.to_string();
-        assert_eq!(problem(&edited), Some(Problem::Relinked { line: 3, seq: 2 }));
+        assert_eq!(
+            problem(&edited),
+            Some(Problem::Relinked { line: 3, seq: 2 })
+        );
     }
 
     #[test]

@@ -302,7 +302,8 @@ impl Config {
             return Err(ConfigError::at("max_field_bytes", "must be at least 16"));
         }
         for (i, s) in self.sinks.http.iter().enumerate() {
-            s.validate().map_err(|e| nest(&format!("sinks.http[{i}]"), e))?;
+            s.validate()
+                .map_err(|e| nest(&format!("sinks.http[{i}]"), e))?;
         }
         Ok(())
     }
@@ -335,7 +336,10 @@ impl HttpSink {
             ));
         }
         if self.retry.initial_backoff_ms == 0 {
-            return Err(ConfigError::at("retry.initial_backoff_ms", "must be positive"));
+            return Err(ConfigError::at(
+                "retry.initial_backoff_ms",
+                "must be positive",
+            ));
         }
         if self.retry.max_backoff_ms < self.retry.initial_backoff_ms {
             return Err(ConfigError::at(

@@ -36,13 +36,22 @@ mod tests {
 
     #[test]
     fn ndjson_is_one_line() {
-        assert_eq!(record(Format::Ndjson, r#"{"a":1}"#, "i", "p", 0), b"{\"a\":1}\n");
+        assert_eq!(
+            record(Format::Ndjson, r#"{"a":1}"#, "i", "p", 0),
+            b"{\"a\":1}\n"
+        );
     }
 
     #[test]
     fn bulk_has_an_action_line_with_a_stable_id() {
-        let r = String::from_utf8(record(Format::ElasticsearchBulk, r#"{"a":1}"#, "audit", "n/1", 7))
-            .unwrap();
+        let r = String::from_utf8(record(
+            Format::ElasticsearchBulk,
+            r#"{"a":1}"#,
+            "audit",
+            "n/1",
+            7,
+        ))
+        .unwrap();
         let lines: Vec<&str> = r.lines().collect();
         assert_eq!(lines.len(), 2);
         let action: serde_json::Value = serde_json::from_str(lines[0]).unwrap();

@@ -46,8 +46,8 @@ impl Metrics for WorkerMetrics {
             return;
         };
         let (id, last) = *entry;
-        let delta = i64::try_from(value).unwrap_or(i64::MAX)
-            - i64::try_from(last).unwrap_or(i64::MAX);
+        let delta =
+            i64::try_from(value).unwrap_or(i64::MAX) - i64::try_from(last).unwrap_or(i64::MAX);
         if delta != 0 && hostcalls::increment_metric(id, delta).is_ok() {
             entry.1 = value;
         }
@@ -80,7 +80,10 @@ impl AuditRoot {
 
     /// The period to pass to `set_tick_period`; `None` without HTTP sinks.
     pub fn tick_period(&self) -> Option<Duration> {
-        self.log.borrow().tick_period_ms().map(Duration::from_millis)
+        self.log
+            .borrow()
+            .tick_period_ms()
+            .map(Duration::from_millis)
     }
 
     pub fn on_tick(&mut self) {
@@ -171,7 +174,10 @@ impl AuditHttp {
         if ctx.request.method.is_empty() {
             ctx.request = RequestInfo::from_host(&ProxyHttp);
         }
+        let t0 = proxy::now_nanos();
         self.req = self.log.borrow().on_request_headers(&ProxyHttp, ctx);
+        let t1 = proxy::now_nanos();
+        self.metrics.borrow_mut().increment("audit_log.t_req_ns", (t1 - t0) as i64);
     }
 
     pub fn on_response_headers(&mut self, _ctx: &RequestContext) {
@@ -180,16 +186,16 @@ impl AuditHttp {
             .on_response_headers(&ProxyHttp, &mut self.req);
     }
 
-    /// Call in `on_log` with the decisions of the request (in separate-filter
-    /// mode they are read from filter state if `ctx` lacks them).
+    /// Call in `on_log` with the request's decisions. (The standalone
+    /// plugin first reads them from filter state, where the separate
+    /// jwt-auth and rate-limit filters leave them; the chain has them in
+    /// memory and skips those hostcalls.)
     pub fn on_log(&mut self, ctx: &RequestContext) {
-        let mut ctx = ctx.clone();
-        fill_from_filter_state(&ProxyHttp, &mut ctx);
         let mut host = ProxyHttp;
         let mut m = self.metrics.borrow_mut();
         self.log
             .borrow_mut()
-            .on_log(&mut host, &ctx, &self.req, &mut *m);
+            .on_log(&mut host, ctx, &self.req, &mut *m);
     }
 }
 
@@ -276,6 +282,13 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
+        let t0 = proxy::now_nanos();
+        fill_from_filter_state(&ProxyHttp, &mut self.ctx);
+        let t1 = proxy::now_nanos();
         self.audit.on_log(&self.ctx);
+        let t2 = proxy::now_nanos();
+        let mut m = self.audit.metrics.borrow_mut();
+        m.increment("audit_log.t_fs", (t1 - t0) as i64);
+        m.increment("audit_log.t_log_ns", (t2 - t1) as i64);
     }
 }

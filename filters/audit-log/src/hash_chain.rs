@@ -48,13 +48,18 @@ impl Chain {
     }
 
     /// Sets `audit.producer`, `seq`, `prev_hash` and `hash` on the event
-    /// (an object with an `audit` object) and advances the chain. Returns
-    /// the sequence number used.
-    pub fn seal(&mut self, event: &mut Value) -> u64 {
+    /// (an object) and advances the chain. Returns the sequence number and
+    /// the event as its canonical JSON line, which is what sinks write:
+    /// serialized once, the hash spliced in (`hash` sorts first in
+    /// `audit`).
+    pub fn seal(&mut self, event: &mut Value) -> (u64, String) {
         let seq = self.next_seq;
         if let Some(audit) = event
             .as_object_mut()
-            .map(|o| o.entry("audit").or_insert_with(|| Value::Object(Default::default())))
+            .map(|o| {
+                o.entry("audit")
+                    .or_insert_with(|| Value::Object(Default::default()))
+            })
             .and_then(Value::as_object_mut)
         {
             audit.insert("producer".into(), Value::from(self.producer.as_str()));
@@ -62,13 +67,27 @@ impl Chain {
             audit.insert("prev_hash".into(), Value::from(self.prev_hash.as_str()));
             audit.remove("hash");
         }
-        let hash = event_hash(event);
+        let mut buf = Vec::with_capacity(1024);
+        buf.extend_from_slice(DOMAIN);
+        let mut audit_at = None;
+        canonical_into(event, &mut buf, true, &mut audit_at);
+        let hash = hex(&Sha256::digest(&buf));
         if let Some(audit) = event.get_mut("audit").and_then(Value::as_object_mut) {
             audit.insert("hash".into(), Value::from(hash.as_str()));
         }
+        let mut line = buf.split_off(DOMAIN.len());
+        match audit_at.and_then(|at| at.checked_sub(DOMAIN.len())) {
+            Some(at) if at <= line.len() => {
+                let field = format!("\"hash\":\"{hash}\",");
+                line.splice(at..at, field.into_bytes());
+            }
+            _ => line = canonical(event),
+        }
         self.prev_hash = hash;
         self.next_seq = seq.wrapping_add(1);
-        seq
+        let line = String::from_utf8(line)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        (seq, line)
     }
 }
 
@@ -76,19 +95,20 @@ impl Chain {
 pub fn event_hash(event: &Value) -> String {
     let mut buf = Vec::with_capacity(1024);
     buf.extend_from_slice(DOMAIN);
-    canonical_into(event, &mut buf, true);
+    canonical_into(event, &mut buf, true, &mut None);
     hex(&Sha256::digest(&buf))
 }
 
 /// The canonical bytes of a value (see the module documentation).
 pub fn canonical(value: &Value) -> Vec<u8> {
     let mut buf = Vec::new();
-    canonical_into(value, &mut buf, false);
+    canonical_into(value, &mut buf, false, &mut None);
     buf
 }
 
-/// `top` drops `audit.hash` from the top-level `audit` object.
-fn canonical_into(value: &Value, out: &mut Vec<u8>, top: bool) {
+/// `top` drops `audit.hash` from the top-level `audit` object and records
+/// in `audit_at` where that object's first key starts.
+fn canonical_into(value: &Value, out: &mut Vec<u8>, top: bool, audit_at: &mut Option<usize>) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -104,9 +124,12 @@ fn canonical_into(value: &Value, out: &mut Vec<u8>, top: bool) {
                 write_str(k, out);
                 out.push(b':');
                 if top && k == "audit" {
+                    if v.as_object().is_some_and(|o| o.keys().any(|k| k != "hash")) {
+                        *audit_at = Some(out.len() + 1);
+                    }
                     canonical_without_hash(v, out);
                 } else {
-                    canonical_into(v, out, false);
+                    canonical_into(v, out, false, audit_at);
                 }
             }
             out.push(b'}');
@@ -117,7 +140,7 @@ fn canonical_into(value: &Value, out: &mut Vec<u8>, top: bool) {
                 if i > 0 {
                     out.push(b',');
                 }
-                canonical_into(v, out, false);
+                canonical_into(v, out, false, audit_at);
             }
             out.push(b']');
         }
@@ -133,9 +156,9 @@ fn canonical_without_hash(audit: &Value, out: &mut Vec<u8>) {
         Value::Object(map) if map.contains_key("hash") => {
             let mut copy = map.clone();
             copy.remove("hash");
-            canonical_into(&Value::Object(copy), out, false);
+            canonical_into(&Value::Object(copy), out, false, &mut None);
         }
-        other => canonical_into(other, out, false),
+        other => canonical_into(other, out, false, &mut None),
     }
 }
 
@@ -173,8 +196,11 @@ mod tests {
         let mut c = Chain::new("node/abc");
         let mut e0 = json!({"http": {"status": 200}});
         let mut e1 = json!({"http": {"status": 401}, "audit": {"schema_version": "1"}});
-        assert_eq!(c.seal(&mut e0), 0);
-        assert_eq!(c.seal(&mut e1), 1);
+        let (s0, line0) = c.seal(&mut e0);
+        assert_eq!(s0, 0);
+        assert_eq!(c.seal(&mut e1).0, 1);
+        // The line is the canonical form of the sealed event.
+        assert_eq!(line0.as_bytes(), canonical(&e0));
         assert_eq!(e0["audit"]["prev_hash"], GENESIS);
         assert_eq!(e1["audit"]["prev_hash"], e0["audit"]["hash"]);
         assert_eq!(e1["audit"]["schema_version"], "1");
@@ -195,8 +221,7 @@ mod tests {
         let e = json!({"audit": {"producer": "p", "seq": 0, "prev_hash": GENESIS, "hash": "x"}});
         let mut input = DOMAIN.to_vec();
         input.extend_from_slice(
-            format!(r#"{{"audit":{{"prev_hash":"{GENESIS}","producer":"p","seq":0}}}}"#)
-                .as_bytes(),
+            format!(r#"{{"audit":{{"prev_hash":"{GENESIS}","producer":"p","seq":0}}}}"#).as_bytes(),
         );
         assert_eq!(event_hash(&e), hex(&Sha256::digest(&input)));
     }

@@ -177,9 +177,9 @@ impl Shipper {
             return None;
         }
         let full = self.queue.pending_bytes() >= self.sink.batch_max_bytes;
-        let old = self
-            .oldest_at
-            .is_some_and(|t| now.saturating_sub(t) >= self.sink.flush_interval_ms.saturating_mul(MS));
+        let old = self.oldest_at.is_some_and(|t| {
+            now.saturating_sub(t) >= self.sink.flush_interval_ms.saturating_mul(MS)
+        });
         if !(full || old || force || self.retrying) {
             return None;
         }
@@ -191,7 +191,10 @@ impl Shipper {
             (":method".to_string(), "POST".to_string()),
             (":path".to_string(), self.sink.path.clone()),
             (":authority".to_string(), self.sink.authority().to_string()),
-            ("content-type".to_string(), "application/x-ndjson".to_string()),
+            (
+                "content-type".to_string(),
+                "application/x-ndjson".to_string(),
+            ),
         ];
         headers.extend(self.sink.headers.iter().cloned());
         Some(Dispatch {

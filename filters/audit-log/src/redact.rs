@@ -81,8 +81,7 @@ impl Redactor {
             .split('&')
             .filter(|pair| {
                 let name = pair.split('=').next().unwrap_or_default();
-                allow.iter().any(|a| a.eq_ignore_ascii_case(name))
-                    && !self.is_sensitive_param(name)
+                allow.iter().any(|a| a.eq_ignore_ascii_case(name)) && !self.is_sensitive_param(name)
             })
             .collect();
         (!kept.is_empty()).then(|| scrub_tokens(&kept.join("&")))
@@ -93,9 +92,7 @@ impl Redactor {
 pub fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_alphanumeric()
-                || b"!#$%&'*+-.^_`|~".contains(&b)
-                || (i == 0 && b == b':')
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b) || (i == 0 && b == b':')
         })
 }
 
@@ -231,7 +228,10 @@ mod tests {
 
     #[test]
     fn token_shapes_are_scrubbed() {
-        assert_eq!(scrub_tokens(&format!("/reset/{JWT}/x")), "/reset/[REDACTED]/x");
+        assert_eq!(
+            scrub_tokens(&format!("/reset/{JWT}/x")),
+            "/reset/[REDACTED]/x"
+        );
         assert_eq!(
             scrub_tokens("curl Bearer abc.def, Basic dXNlcjpwYXNz"),
             "curl Bearer [REDACTED], Basic [REDACTED]"

@@ -66,7 +66,9 @@ mod tests {
 
     #[test]
     fn include_and_exclude_paths() {
-        let s = sampling(r#"{"include": [{"prefix": "/api"}], "exclude": [{"prefix": "/api/health"}]}"#);
+        let s = sampling(
+            r#"{"include": [{"prefix": "/api"}], "exclude": [{"prefix": "/api/health"}]}"#,
+        );
         let check = |path: &str| {
             let h = FakeHost::request("GET", path, "a", &[]);
             path_selected(&s, &RequestInfo::from_host(&h), &h)

@@ -1,42 +1,438 @@
-//! The proxy-wasm shell: read config, hand each request to the core.
+//! The proxy-wasm shell (Envoy only). Reusable pieces, so the standalone
+//! module and the `chain` module are built the same way:
+//!
+//! - [`JwtRoot`], owned by the root context: the per-worker [`JwtAuth`]
+//!   behind `Rc<RefCell<…>>`, JWKS fetches (`on_tick`,
+//!   `on_http_call_response`) and the requests parked while keys are
+//!   fetched.
+//! - [`JwtHandle`], a cheap clone of the root's state for HTTP contexts.
+//! - [`JwtRequest`], one per HTTP stream: `on_request_headers` returns
+//!   [`Flow::Pause`] when the request must wait for keys; the caller then
+//!   parks it with [`JwtHandle::park`] and a callback. When keys arrive (or
+//!   the wait times out) the root makes the stream the effective context and
+//!   calls the callback, which calls [`JwtRequest::on_wake`] and resumes,
+//!   re-parks, or stops (a response was sent).
+//!
+//! [`register`] builds the standalone filter from exactly these pieces.
 
+use crate::filter::{publish, Check, JwtAuth, Mode};
+use crate::host_crypto::{CallError, HostCrypto, FUNCTION};
+use crate::key_set::MAX_JWKS_BYTES;
+use crate::key_store::HttpDispatch;
+use crate::status::Reason;
 use crate::{Config, FILTER_NAME};
-use filter_common::proxy;
+use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
+use filter_common::{Flow, Level, RequestContext};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
+
+/// Most requests parked per worker; more get 503 `overloaded`.
+const MAX_PARKED: usize = 1024;
+
+/// Why a parked request is woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// A key set arrived or was refetched: check again (may wait again).
+    KeysChanged,
+    /// The wait is over: decide with what there is (503 without keys).
+    TimedOut,
+}
+
+type WakeFn = Box<dyn FnOnce(Wake)>;
+
+struct Parked {
+    context_id: u32,
+    deadline: u64,
+    wake: WakeFn,
+}
+
+/// The worker's state, shared by the root and the HTTP contexts.
+pub struct Worker {
+    pub auth: JwtAuth,
+    pub metrics: ProxyMetrics,
+    host_crypto: Cell<bool>,
+    parked: Vec<Parked>,
+}
+
+impl Worker {
+    fn check(&mut self, ctx: &mut RequestContext, mode: Mode) -> Check {
+        let call = |args: &[u8]| -> Result<Vec<u8>, CallError> {
+            match hostcalls::call_foreign_function(FUNCTION, Some(args)) {
+                Ok(reply) => Ok(reply.unwrap_or_default()),
+                Err(Status::NotFound) => Err(CallError::Unavailable),
+                Err(_) => Err(CallError::Refused),
+            }
+        };
+        let crypto = HostCrypto::new(&call, &self.host_crypto);
+        let Worker { auth, metrics, .. } = self;
+        auth.check(&mut ProxyHttp, ctx, &crypto, metrics, mode)
+    }
+}
+
+/// Dispatches JWKS fetches through Envoy clusters.
+struct ProxyDispatch;
+
+impl HttpDispatch for ProxyDispatch {
+    fn get(&mut self, cluster: &str, authority: &str, path: &str, timeout_ms: u64) -> Option<u32> {
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+            ("accept", "application/json"),
+        ];
+        hostcalls::dispatch_http_call(
+            cluster,
+            headers,
+            None,
+            vec![],
+            Duration::from_millis(timeout_ms),
+        )
+        .ok()
+    }
+}
+
+fn log(level: Level, message: &str) {
+    proxy::log(level, message);
+}
+
+/// The root side: create one per root context after `on_configure`.
+pub struct JwtRoot {
+    root_id: u32,
+    worker: Rc<RefCell<Worker>>,
+}
+
+impl JwtRoot {
+    pub fn new(root_id: u32, config: Rc<Config>) -> Self {
+        JwtRoot {
+            root_id,
+            worker: Rc::new(RefCell::new(Worker {
+                auth: JwtAuth::new(config),
+                metrics: ProxyMetrics::default(),
+                host_crypto: Cell::new(true),
+                parked: Vec::new(),
+            })),
+        }
+    }
+
+    /// For HTTP contexts.
+    pub fn handle(&self) -> JwtHandle {
+        JwtHandle(self.worker.clone())
+    }
+
+    /// A new per-request object.
+    pub fn request(&self) -> JwtRequest {
+        JwtRequest {
+            handle: self.handle(),
+            deadline: 0,
+        }
+    }
+
+    /// How often `on_tick` must run (`None`: no ticks needed; only remote
+    /// key sets need them).
+    pub fn tick_period(&self) -> Option<Duration> {
+        let w = self.worker.borrow();
+        let remote = (0..w.auth.config.providers.len()).any(|p| w.auth.keys.is_remote(p));
+        remote.then_some(Duration::from_millis(100))
+    }
+
+    /// Picks up key sets, starts due fetches, wakes parked requests.
+    pub fn on_tick(&mut self) {
+        let now = proxy::now_nanos();
+        let changed = {
+            let mut w = self.worker.borrow_mut();
+            let Worker { auth, metrics, .. } = &mut *w;
+            auth.keys
+                .on_tick(now, &mut ProxyShared, &mut ProxyDispatch, metrics, &log)
+        };
+        self.wake(now, changed.wake);
+    }
+
+    /// `true` if the call was one of ours.
+    pub fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize) -> bool {
+        let now = proxy::now_nanos();
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| std::str::from_utf8(&s).ok().and_then(|s| s.parse::<u32>().ok()));
+        let (status, body) = if body_size > MAX_JWKS_BYTES {
+            (Some(413), None)
+        } else {
+            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten();
+            (status, body)
+        };
+        let changed = {
+            let mut w = self.worker.borrow_mut();
+            let Worker { auth, metrics, .. } = &mut *w;
+            auth.keys.on_response(
+                token_id,
+                status,
+                body.as_deref(),
+                now,
+                &mut ProxyShared,
+                metrics,
+                &log,
+            )
+        };
+        match changed {
+            Some(c) => {
+                self.wake(now, c.wake);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Wakes parked requests: all when keys changed, else the timed-out.
+    fn wake(&mut self, now: u64, keys_changed: bool) {
+        let due: Vec<(u32, WakeFn, Wake)> = {
+            let mut w = self.worker.borrow_mut();
+            let (go, stay): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut w.parked)
+                .into_iter()
+                .partition(|p| keys_changed || p.deadline <= now);
+            w.parked = stay;
+            go.into_iter()
+                .map(|p| {
+                    let kind = if p.deadline <= now {
+                        Wake::TimedOut
+                    } else {
+                        Wake::KeysChanged
+                    };
+                    (p.context_id, p.wake, kind)
+                })
+                .collect()
+        };
+        if due.is_empty() {
+            return;
+        }
+        for (id, wake, kind) in due {
+            if hostcalls::set_effective_context(id).is_ok() {
+                wake(kind);
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.root_id);
+    }
+}
+
+/// The root's state, for HTTP contexts.
+#[derive(Clone)]
+pub struct JwtHandle(Rc<RefCell<Worker>>);
+
+impl JwtHandle {
+    /// Holds a request until keys change or `deadline` (host nanoseconds);
+    /// `wake` runs with the stream as the effective context. When too many
+    /// requests wait, `wake(TimedOut)` runs at once instead.
+    pub fn park(&self, context_id: u32, deadline: u64, wake: Box<dyn FnOnce(Wake)>) {
+        let full = {
+            let mut w = self.0.borrow_mut();
+            if w.parked.len() >= MAX_PARKED {
+                true
+            } else {
+                w.parked.push(Parked {
+                    context_id,
+                    deadline,
+                    wake,
+                });
+                return;
+            }
+        };
+        if full {
+            wake(Wake::TimedOut);
+        }
+    }
+
+    /// Forgets a parked request (its stream ended).
+    pub fn unpark(&self, context_id: u32) {
+        self.0
+            .borrow_mut()
+            .parked
+            .retain(|p| p.context_id != context_id);
+    }
+
+    pub fn parked(&self) -> usize {
+        self.0.borrow().parked.len()
+    }
+}
+
+/// One request's jwt-auth step.
+pub struct JwtRequest {
+    handle: JwtHandle,
+    deadline: u64,
+}
+
+impl JwtRequest {
+    /// Checks the request. [`Flow::Pause`]: park it (see [`JwtHandle::park`]
+    /// and [`JwtRequest::deadline`]); [`Flow::Responded`]: a rejection was
+    /// sent.
+    pub fn on_request_headers(&mut self, ctx: &mut RequestContext) -> Flow {
+        let check = self.handle.0.borrow_mut().check(ctx, Mode::MayWait);
+        self.flow(check)
+    }
+
+    /// When the parked request must be decided anyway.
+    pub fn deadline(&self) -> u64 {
+        self.deadline
+    }
+
+    /// Checks again after a wake-up. [`Flow::Pause`] means park again (same
+    /// deadline). After [`Flow::Continue`] the caller resumes the request.
+    pub fn on_wake(&mut self, ctx: &mut RequestContext, wake: Wake) -> Flow {
+        let mode = match wake {
+            Wake::KeysChanged if proxy::now_nanos() < self.deadline => Mode::MayWait,
+            _ => Mode::Final,
+        };
+        let check = self.handle.0.borrow_mut().check(ctx, mode);
+        self.flow(check)
+    }
+
+    fn flow(&mut self, check: Check) -> Flow {
+        match check {
+            Check::Continue => Flow::Continue,
+            Check::Responded(_) => Flow::Responded,
+            Check::Wait { deadline } => {
+                if self.deadline == 0 {
+                    self.deadline = deadline;
+                }
+                if self.handle.parked() >= MAX_PARKED {
+                    let mut ctx = RequestContext::default();
+                    let mut w = self.handle.0.borrow_mut();
+                    let Worker { auth, metrics, .. } = &mut *w;
+                    auth.deny(&mut ProxyHttp, &mut ctx, Reason::Overloaded, metrics);
+                    return Flow::Responded;
+                }
+                Flow::Pause
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The standalone filter.
 
 pub fn register() {
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(Root::default()));
+    proxy_wasm::set_root_context(|id| Box::new(Root { id, jwt: None }));
 }
 
-#[derive(Default)]
 struct Root {
-    config: Option<Rc<Config>>,
+    id: u32,
+    jwt: Option<JwtRoot>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _: usize) {
+        if let Some(j) = &mut self.jwt {
+            j.on_http_call_response(token_id, num_headers, body_size);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        self.config = proxy::load_config(FILTER_NAME, Config::parse).map(Rc::new);
-        self.config.is_some()
+        let Some(config) = proxy::load_config(FILTER_NAME, Config::parse) else {
+            return false;
+        };
+        let jwt = JwtRoot::new(self.id, Rc::new(config));
+        if let Some(period) = jwt.tick_period() {
+            let _ = hostcalls::set_tick_period(period);
+        }
+        self.jwt = Some(jwt);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(j) = &mut self.jwt {
+            j.on_tick();
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 
-    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(Http { _config: config }))
+    fn create_http_context(&self, id: u32) -> Option<Box<dyn HttpContext>> {
+        let jwt = self.jwt.as_ref()?;
+        Some(Box::new(Http {
+            id,
+            handle: jwt.handle(),
+            stream: Rc::new(RefCell::new(Stream {
+                request: jwt.request(),
+                ctx: RequestContext::default(),
+            })),
+        }))
     }
 }
 
-struct Http {
-    _config: Rc<Config>,
+struct Stream {
+    request: JwtRequest,
+    ctx: RequestContext,
 }
 
-impl Context for Http {}
-impl HttpContext for Http {}
+struct Http {
+    id: u32,
+    handle: JwtHandle,
+    stream: Rc<RefCell<Stream>>,
+}
+
+impl Http {
+    fn park(handle: JwtHandle, id: u32, stream: Rc<RefCell<Stream>>) {
+        let deadline = stream.borrow().request.deadline();
+        let again = handle.clone();
+        handle.park(
+            id,
+            deadline,
+            Box::new(move |wake| {
+                let flow = {
+                    let mut s = stream.borrow_mut();
+                    let Stream { request, ctx } = &mut *s;
+                    let flow = request.on_wake(ctx, wake);
+                    if flow != Flow::Pause {
+                        publish(&mut ProxyHttp, ctx);
+                    }
+                    flow
+                };
+                match flow {
+                    Flow::Continue => {
+                        let _ = hostcalls::resume_http_request();
+                    }
+                    Flow::Pause => Http::park(again, id, stream),
+                    Flow::Responded => {}
+                }
+            }),
+        );
+    }
+}
+
+impl Context for Http {
+    fn on_done(&mut self) -> bool {
+        self.handle.unpark(self.id);
+        true
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let flow = {
+            let mut s = self.stream.borrow_mut();
+            let Stream { request, ctx } = &mut *s;
+            let flow = request.on_request_headers(ctx);
+            if flow != Flow::Pause {
+                publish(&mut ProxyHttp, ctx);
+            }
+            flow
+        };
+        match flow {
+            Flow::Continue => Action::Continue,
+            Flow::Responded => Action::Pause,
+            Flow::Pause => {
+                Http::park(self.handle.clone(), self.id, self.stream.clone());
+                Action::Pause
+            }
+        }
+    }
+}

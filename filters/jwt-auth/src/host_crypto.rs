@@ -120,20 +120,29 @@ pub fn ecdsa_jws_to_der(sig: &[u8], scalar_len: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// A foreign-function call: `Err(())` when the host does not offer it.
-pub type ForeignCall = dyn Fn(&[u8]) -> Result<Vec<u8>, ()>;
+/// Why a foreign-function call gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallError {
+    /// The host has no such function: stop asking.
+    Unavailable,
+    /// The host refused these arguments (e.g. a key it cannot import).
+    Refused,
+}
+
+/// A foreign-function call.
+pub type ForeignCall<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, CallError> + 'a;
 
 /// [`SignatureBackend`] over Envoy's `verify_signature`. After the first
 /// "not available" answer it stops asking.
 pub struct HostCrypto<'a> {
-    call: &'a ForeignCall,
+    call: &'a ForeignCall<'a>,
     available: &'a Cell<bool>,
 }
 
 impl<'a> HostCrypto<'a> {
     /// `available` persists across requests (per worker), so a host without
     /// the function is asked once.
-    pub fn new(call: &'a ForeignCall, available: &'a Cell<bool>) -> Self {
+    pub fn new(call: &'a ForeignCall<'a>, available: &'a Cell<bool>) -> Self {
         HostCrypto { call, available }
     }
 }
@@ -162,7 +171,8 @@ impl SignatureBackend for HostCrypto<'_> {
         let args = encode_arguments(alg.hash().name(), spki, signature, message);
         match (self.call)(&args) {
             Ok(reply) => decode_result(&reply),
-            Err(()) => {
+            Err(CallError::Refused) => None,
+            Err(CallError::Unavailable) => {
                 self.available.set(false);
                 None
             }
@@ -220,7 +230,7 @@ mod tests {
         assert!(ecdsa_jws_to_der(&sig[..63], 32).is_none());
         let big = vec![0xff; 96];
         let der = ecdsa_jws_to_der(&big, 48).unwrap();
-        assert_eq!(&der[..3], &[0x30, 0x81, 2 * 51]);
+        assert_eq!(&der[..3], &[0x30, 2 * 51, 0x02]);
         // The p384 crate reads it back as the same signature.
         let parsed = p384::ecdsa::Signature::from_der(&der);
         assert!(parsed.is_err(), "0xff.. is out of range for P-384");
@@ -233,19 +243,19 @@ mod tests {
         let jws = Jws::parse(t.as_bytes()).unwrap();
         let der = ecdsa_jws_to_der(&jws.signature, 32).unwrap();
         let from_der = p256::ecdsa::Signature::from_der(&der).unwrap();
-        assert_eq!(from_der.to_bytes().as_slice(), jws.signature.as_slice());
+        assert_eq!(&from_der.to_bytes()[..], jws.signature.as_slice());
         let key = Key::get(KeyName::P384);
         let t = key.token(Alg::ES384, &claims(json!({})));
         let jws = Jws::parse(t.as_bytes()).unwrap();
         let der = ecdsa_jws_to_der(&jws.signature, 48).unwrap();
         let from_der = p384::ecdsa::Signature::from_der(&der).unwrap();
-        assert_eq!(from_der.to_bytes().as_slice(), jws.signature.as_slice());
+        assert_eq!(&from_der.to_bytes()[..], jws.signature.as_slice());
     }
 
     /// A stand-in for Envoy: decodes the arguments and verifies with the
     /// RustCrypto crates from the DER key and DER signature, as BoringSSL
     /// would. It proves the encoding carries what the host needs.
-    fn fake_host(args: &[u8]) -> Result<Vec<u8>, ()> {
+    fn fake_host(args: &[u8]) -> Result<Vec<u8>, CallError> {
         use rsa::pkcs8::DecodePublicKey;
         use rsa::signature::Verifier;
         let mut fields: Vec<Vec<u8>> = vec![Vec::new(); 5];
@@ -269,7 +279,7 @@ mod tests {
         } else if let Ok(k) = p384::ecdsa::VerifyingKey::from_public_key_der(spki) {
             p384::ecdsa::Signature::from_der(sig).is_ok_and(|s| k.verify(text, &s).is_ok())
         } else {
-            return Err(());
+            return Err(CallError::Refused);
         };
         Ok(if ok { vec![0x08, 0x01] } else { vec![0x12, 3, b'b', b'a', b'd'] })
     }
@@ -313,9 +323,9 @@ mod tests {
         let opts = JwksOptions { allow_oct: false, min_rsa_bits: 2048, strict: true };
         let set = KeySet::parse(jwks(std::slice::from_ref(&key)).as_bytes(), opts).unwrap();
         let calls = Cell::new(0);
-        let missing = |_: &[u8]| -> Result<Vec<u8>, ()> {
+        let missing = |_: &[u8]| -> Result<Vec<u8>, CallError> {
             calls.set(calls.get() + 1);
-            Err(())
+            Err(CallError::Unavailable)
         };
         let available = Cell::new(true);
         let host = HostCrypto::new(&missing, &available);

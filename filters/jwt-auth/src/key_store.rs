@@ -432,12 +432,12 @@ mod tests {
         tick(&mut a, &mut w, &mut ca, 79 * S);
         tick(&mut b, &mut w, &mut cb, 79 * S);
         assert_eq!(ca.sent.len() + cb.sent.len(), 1);
-        tick(&mut b, &mut w, &mut cb, 81 * S);
+        tick(&mut b, &mut w, &mut cb, 82 * S);
         assert_eq!(cb.sent.len(), 1, "refreshed before cache_duration ends");
         // Same content: no new version, so cached tokens survive.
-        answer(&mut b, &mut w, 1, 200, &set_a, 81 * S);
+        answer(&mut b, &mut w, 1, 200, &set_a, 82 * S);
         assert_eq!(b.version(0), 1);
-        assert_eq!(tick(&mut a, &mut w, &mut ca, 82 * S), Changed { wake: true });
+        assert_eq!(tick(&mut a, &mut w, &mut ca, 83 * S), Changed { wake: true });
         assert_eq!(a.version(0), 1);
     }
 

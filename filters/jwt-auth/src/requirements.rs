@@ -155,7 +155,7 @@ impl Requirement {
                 if let Some(ok) = results.iter().find(|o| matches!(o, Outcome::Allowed(_))) {
                     return ok.clone();
                 }
-                if results.iter().any(|o| *o == Outcome::NeedKeys) {
+                if results.iter().any(|o| matches!(o, Outcome::NeedKeys)) {
                     return Outcome::NeedKeys;
                 }
                 results
@@ -172,7 +172,7 @@ impl Requirement {
                 {
                     return bad.clone();
                 }
-                if results.iter().any(|o| *o == Outcome::NeedKeys) {
+                if results.iter().any(|o| matches!(o, Outcome::NeedKeys)) {
                     return Outcome::NeedKeys;
                 }
                 let mut all = Vec::new();

@@ -179,11 +179,16 @@ pub struct Empty {}
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ClientIp {
-    /// Number of trusted proxies in front of Envoy. 0 (the default) uses the
-    /// connection's peer and ignores `X-Forwarded-For`, which clients can
-    /// forge. With N > 0 the key is the N-th address from the right of
-    /// `X-Forwarded-For`; with fewer than N entries, the connection's peer.
-    /// Example: `1`.
+    /// 0 (the default): the connection's peer as Envoy reports it
+    /// (`source.address`); `X-Forwarded-For`, which clients can forge, is
+    /// ignored. The listener must set `use_remote_address: true`, or Envoy
+    /// itself takes `source.address` from `X-Forwarded-For`.
+    /// N > 0: the N-th entry from the right of `X-Forwarded-For` as it
+    /// reaches the filter; with fewer entries, the peer. With
+    /// `use_remote_address: true` Envoy has already appended the peer, so
+    /// behind one trusted load balancer use 2. A value too small makes the
+    /// proxy the key (stricter), never the client's own claim.
+    /// Example: `2`.
     #[serde(default)]
     pub trusted_hops: u32,
     /// Group IPv6 clients by this prefix length (1 to 128; default 128).

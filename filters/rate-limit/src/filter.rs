@@ -33,6 +33,7 @@ pub struct RateLimiter {
     rules: Vec<CompiledRule>,
     seed: Seed,
     needs_identity: bool,
+    created_slots: u64,
 }
 
 impl RateLimiter {
@@ -48,8 +49,9 @@ impl RateLimiter {
     ) -> Result<Self, String> {
         let seed = slots::load_or_create_seed(shared, fresh_seed)?;
         let rules = config.compile();
+        let mut created_slots = 0;
         for r in &rules {
-            slots::prepare_table(shared, &r.rule.name, r.slots)?;
+            created_slots += u64::from(slots::prepare_table(shared, &r.rule.name, r.slots)?);
             for m in [
                 &r.metric_allowed,
                 &r.metric_limited,
@@ -72,11 +74,17 @@ impl RateLimiter {
             rules,
             seed,
             needs_identity,
+            created_slots,
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Slots this VM created in shared data (0 when an earlier VM did).
+    pub fn created_slots(&self) -> u64 {
+        self.created_slots
     }
 }
 
@@ -84,7 +92,8 @@ impl RateLimiter {
 struct Applied<'a> {
     rule: &'a CompiledRule,
     at: Placement,
-    peek: Peek,
+    /// The look before any write (only with several rules).
+    peek: Option<Peek>,
 }
 
 impl Applied<'_> {
@@ -151,41 +160,48 @@ impl RateLimit {
                 None => limiter.seed.missing_key_hash(name),
             };
             let at = Placement::from_hash(hash, rule.slots);
-            let table = Table {
-                rule: name,
-                limit: rule.gcra,
-            };
-            let peek = table.peek(&*shared, at, now);
-            if peek.collision {
-                metrics.increment(METRIC_SLOT_COLLISIONS, 1);
-            }
-            applied.push(Applied { rule, at, peek });
+            applied.push(Applied {
+                rule,
+                at,
+                peek: None,
+            });
         }
         if applied.is_empty() {
             return Flow::Continue;
         }
 
-        // Refused on sight: nothing is consumed.
-        if let Some(first) = applied
-            .iter()
-            .position(|a| !a.rule.rule.shadow && !a.peek.verdict.allowed)
-        {
-            for a in applied.iter().filter(|a| !a.peek.verdict.allowed) {
-                let metric = if a.rule.rule.shadow {
-                    &a.rule.metric_shadow_limited
-                } else {
-                    &a.rule.metric_limited
-                };
-                metrics.increment(metric, 1);
-            }
-            let a = applied.get(first);
-            return match a {
-                Some(a) => {
-                    let v = a.peek.verdict;
-                    self.reject(host, ctx, Reason::OverLimit, a, Some(v))
+        // Several rules: look at every bucket first, so that a request
+        // refused by one consumes nothing from the others. (One rule needs
+        // no look: a refused request never writes.)
+        if applied.len() > 1 {
+            for a in &mut applied {
+                let peek = a.table().peek(&*shared, a.at, now);
+                if peek.collision {
+                    metrics.increment(METRIC_SLOT_COLLISIONS, 1);
                 }
-                None => Flow::Continue,
-            };
+                a.peek = Some(peek);
+            }
+            let refused = |a: &Applied| a.peek.is_some_and(|p| !p.verdict.allowed);
+            if let Some(first) = applied
+                .iter()
+                .position(|a| !a.rule.rule.shadow && refused(a))
+            {
+                for a in applied.iter().filter(|a| refused(a)) {
+                    let metric = if a.rule.rule.shadow {
+                        &a.rule.metric_shadow_limited
+                    } else {
+                        &a.rule.metric_limited
+                    };
+                    metrics.increment(metric, 1);
+                }
+                return match applied.get(first) {
+                    Some(a) => {
+                        let v = a.peek.map(|p| p.verdict);
+                        self.reject(host, ctx, Reason::OverLimit, a, v)
+                    }
+                    None => Flow::Continue,
+                };
+            }
         }
 
         let mut retries = 0;
@@ -194,12 +210,19 @@ impl RateLimit {
         let mut refused: Option<(Reason, &Applied, Option<Verdict>)> = None;
         for a in &applied {
             let shadow = a.rule.rule.shadow;
-            if shadow && !a.peek.verdict.allowed {
+            if shadow && a.peek.is_some_and(|p| !p.verdict.allowed) {
                 metrics.increment(&a.rule.metric_shadow_limited, 1);
                 shadow_limited.get_or_insert(&a.rule.rule.name);
                 continue;
             }
-            match a.table().take(shared, a.at, now, &mut retries) {
+            let mut collision = false;
+            let taken = a
+                .table()
+                .take(shared, a.at, now, &mut retries, &mut collision);
+            if collision && a.peek.is_none() {
+                metrics.increment(METRIC_SLOT_COLLISIONS, 1);
+            }
+            match taken {
                 Take::Allowed(v) => {
                     metrics.increment(&a.rule.metric_allowed, 1);
                     if !shadow {

@@ -49,6 +49,15 @@ impl RootContext for Root {
         };
         match RateLimiter::configure(config, &mut ProxyShared, &mut *metrics, random_seed()) {
             Ok(limiter) => {
+                if limiter.created_slots() > 0 {
+                    proxy::log(
+                        Level::Info,
+                        &format!(
+                            "{FILTER_NAME}: created {} state slots in shared data",
+                            limiter.created_slots()
+                        ),
+                    );
+                }
                 self.limiter = Some(Rc::new(limiter));
                 true
             }
@@ -98,7 +107,9 @@ impl HttpContext for Http {
                 &mut ctx,
             ),
         };
-        if let Some(decision) = &ctx.rate_limit {
+        // For audit-log. "allowed" is left out: filter state costs an
+        // allocation per request, and its absence already means it.
+        if let Some(decision) = ctx.rate_limit.as_ref().filter(|d| d.outcome != "allowed") {
             if let Ok(json) = serde_json::to_vec(decision) {
                 host.set_property(&[RATE_LIMIT_DECISION_KEY], &json);
             }

@@ -202,16 +202,18 @@ impl Table<'_> {
         }
     }
 
-    /// Decides and records one request. `retries` counts CAS conflicts.
+    /// Decides and records one request. `retries` counts CAS conflicts;
+    /// `collision` tells whether the first read found another key's debt.
     pub fn take(
         &self,
         shared: &mut dyn SharedData,
         at: Placement,
         now_ns: u64,
         retries: &mut u32,
+        collision: &mut bool,
     ) -> Take {
         let key = slot_key(self.rule, at.slot);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let Some((stored, cas)) = self.read(shared, &key) else {
                 // Only when the table was not created at configuration.
                 if shared.set(&key, &FRESH, None) == CasOutcome::Failed {
@@ -219,6 +221,10 @@ impl Table<'_> {
                 }
                 continue;
             };
+            if attempt == 0 {
+                *collision =
+                    stored.fingerprint != at.fingerprint && self.limit.in_debt(stored.tat, now_ns);
+            }
             let verdict = self.limit.check(stored.tat, now_ns);
             if !verdict.allowed {
                 return Take::Denied(verdict);
@@ -272,7 +278,9 @@ mod tests {
                         limit: self.limit,
                     };
                     let mut r = 0;
-                    if let Take::Allowed(_) = table.take(&mut self.inner, at, now, &mut r) {
+                    if let Take::Allowed(_) =
+                        table.take(&mut self.inner, at, now, &mut r, &mut false)
+                    {
                         self.other_allowed += 1;
                     }
                 }
@@ -327,7 +335,7 @@ mod tests {
         let mut r = 0;
         for k in 0..10_000u64 {
             let at = Placement::from_hash(k.wrapping_mul(0x9e37_79b9_7f4a_7c15), 80);
-            table.take(&mut shared, at, NOW, &mut r);
+            table.take(&mut shared, at, NOW, &mut r, &mut false);
         }
         assert_eq!(shared.entries.len(), before);
     }
@@ -357,7 +365,7 @@ mod tests {
         let table = Table { rule: "r", limit };
         let (mut mine, mut retries) = (0, 0);
         for _ in 0..200 {
-            match table.take(&mut shared, at, NOW, &mut retries) {
+            match table.take(&mut shared, at, NOW, &mut retries, &mut false) {
                 Take::Allowed(_) => mine += 1,
                 Take::Denied(_) => {}
                 Take::Unavailable => panic!("attempts ran out"),
@@ -383,7 +391,7 @@ mod tests {
         let table = Table { rule: "r", limit };
         let mut retries = 0;
         assert_eq!(
-            table.take(&mut shared, at, NOW, &mut retries),
+            table.take(&mut shared, at, NOW, &mut retries, &mut false),
             Take::Unavailable
         );
         assert_eq!(retries, MAX_ATTEMPTS);
@@ -400,22 +408,22 @@ mod tests {
         let mut r = 0;
         assert!(!table.peek(&shared, a, NOW).collision);
         assert!(matches!(
-            table.take(&mut shared, a, NOW, &mut r),
+            table.take(&mut shared, a, NOW, &mut r, &mut false),
             Take::Allowed(_)
         ));
         let p = table.peek(&shared, b, NOW);
         assert!(p.collision);
         assert!(matches!(
-            table.take(&mut shared, b, NOW, &mut r),
+            table.take(&mut shared, b, NOW, &mut r, &mut false),
             Take::Allowed(_)
         ));
         // b did not get a fresh bucket: a and b together had two requests.
         assert!(matches!(
-            table.take(&mut shared, a, NOW, &mut r),
+            table.take(&mut shared, a, NOW, &mut r, &mut false),
             Take::Denied(_)
         ));
         assert!(matches!(
-            table.take(&mut shared, b, NOW, &mut r),
+            table.take(&mut shared, b, NOW, &mut r, &mut false),
             Take::Denied(_)
         ));
         // Once the debt is repaid, sharing the slot is no collision.
@@ -432,7 +440,7 @@ mod tests {
             limit: Limit::new(1, 60, 1),
         };
         assert!(matches!(
-            old.take(&mut shared, at, NOW, &mut r),
+            old.take(&mut shared, at, NOW, &mut r, &mut false),
             Take::Allowed(_)
         ));
         // Reconfigured to 7 per minute, burst 1: the minute-long debt is
@@ -442,11 +450,11 @@ mod tests {
             limit: Limit::new(7, 60, 1),
         };
         assert!(matches!(
-            new.take(&mut shared, at, NOW, &mut r),
+            new.take(&mut shared, at, NOW, &mut r, &mut false),
             Take::Denied(_)
         ));
         assert!(matches!(
-            new.take(&mut shared, at, NOW + 60_000_000_000, &mut r),
+            new.take(&mut shared, at, NOW + 60_000_000_000, &mut r, &mut false),
             Take::Allowed(_)
         ));
     }
@@ -461,7 +469,7 @@ mod tests {
         let at = Placement::from_hash(0, 1);
         let mut r = 0;
         assert!(matches!(
-            table.take(&mut shared, at, NOW, &mut r),
+            table.take(&mut shared, at, NOW, &mut r, &mut false),
             Take::Allowed(_)
         ));
 
@@ -475,7 +483,7 @@ mod tests {
             }
         }
         assert_eq!(
-            table.take(&mut Refusing, at, NOW, &mut r),
+            table.take(&mut Refusing, at, NOW, &mut r, &mut false),
             Take::Unavailable
         );
         assert!(prepare_table(&mut Refusing, "x", 1).is_err());

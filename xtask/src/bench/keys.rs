@@ -1,15 +1,12 @@
 //! The bench's issuer: one key per algorithm (RS256, ES256, EdDSA) in one
 //! JWKS that native `jwt_authn` and our jwt-auth are both given, and the
-//! tokens the workloads send.
-//!
-//! RS256 reuses the harness's [`RsaIssuer`]; ES256 and EdDSA are minted here
-//! with RustCrypto's `p256` and `ed25519-dalek`.
+//! tokens the workloads send. The keys are the harness's test keys
+//! ([`e2e::jwt_tokens`]).
 
 use anyhow::Result;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use e2e::tokens::{now_secs, RsaIssuer};
-use serde_json::{json, Value};
+use e2e::jwt_tokens::{self, TestKey};
+use e2e::tokens::now_secs;
+use serde_json::json;
 use std::path::Path;
 
 pub const ISSUER: &str = "https://issuer.bench.local";
@@ -33,37 +30,23 @@ impl Alg {
 }
 
 pub struct Keys {
-    rsa: RsaIssuer,
-    ec: p256::ecdsa::SigningKey,
-    ed: ed25519_dalek::SigningKey,
+    rsa: TestKey,
+    ec: TestKey,
+    ed: TestKey,
 }
 
 impl Keys {
     pub fn generate() -> Result<Keys> {
         Ok(Keys {
-            rsa: RsaIssuer::new(ISSUER, "bench-rs256")?,
-            ec: p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng),
-            ed: ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng),
+            rsa: TestKey::rsa("bench-rs256", 2048)?,
+            ec: TestKey::p256("bench-es256"),
+            ed: TestKey::ed25519("bench-eddsa"),
         })
     }
 
     /// The public keys of all three, as one JWKS document.
     pub fn jwks(&self) -> String {
-        let point = self.ec.verifying_key().to_encoded_point(false);
-        let coordinate =
-            |c: Option<&p256::FieldBytes>| c.map(|b| B64.encode(b)).unwrap_or_default();
-        json!({ "keys": [
-            self.rsa.jwk(),
-            {
-                "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "bench-es256",
-                "x": coordinate(point.x()), "y": coordinate(point.y()),
-            },
-            {
-                "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": "bench-eddsa",
-                "x": B64.encode(self.ed.verifying_key().to_bytes()),
-            },
-        ]})
-        .to_string()
+        jwt_tokens::jwks(&[&self.rsa, &self.ec, &self.ed])
     }
 
     /// A token valid for a day; `n` makes it unique (`jti`, `sub`).
@@ -78,23 +61,12 @@ impl Keys {
             "exp": now + 86_400,
             "scope": "read write",
         });
-        match alg {
-            Alg::Rs256 => self.rsa.sign(&claims),
-            Alg::Es256 => {
-                use p256::ecdsa::signature::Signer;
-                sign_with("ES256", "bench-es256", &claims, |input| {
-                    let sig: p256::ecdsa::Signature = self.ec.sign(input);
-                    // A JWS carries the raw r||s, not DER.
-                    sig.to_bytes().to_vec()
-                })
-            }
-            Alg::EdDsa => {
-                use ed25519_dalek::Signer;
-                sign_with("EdDSA", "bench-eddsa", &claims, |input| {
-                    self.ed.sign(input).to_bytes().to_vec()
-                })
-            }
-        }
+        let key = match alg {
+            Alg::Rs256 => &self.rsa,
+            Alg::Es256 => &self.ec,
+            Alg::EdDsa => &self.ed,
+        };
+        key.token(alg.name(), &claims)
     }
 
     /// Writes `count` distinct tokens, one a line, signing on every core.
@@ -123,15 +95,4 @@ impl Keys {
         std::fs::write(path, parts.concat())?;
         Ok(())
     }
-}
-
-fn sign_with(alg: &str, kid: &str, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
-    let header = json!({"alg": alg, "typ": "JWT", "kid": kid});
-    let input = format!(
-        "{}.{}",
-        B64.encode(header.to_string()),
-        B64.encode(claims.to_string())
-    );
-    let sig = sign(input.as_bytes());
-    format!("{input}.{}", B64.encode(sig))
 }

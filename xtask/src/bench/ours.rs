@@ -8,29 +8,38 @@ use super::keys::{AUDIENCE, ISSUER};
 use super::workloads::KEY_HEADER;
 use serde_json::{json, Value};
 
+/// jwt-auth mirrors native `jwt_authn`'s shape: the same provider, keys
+/// given inline, every path requiring it; the token cache at its default.
 pub fn jwt_auth(jwks: &str) -> Value {
     json!({
-        "providers": [{
-            "name": "bench",
-            "issuer": ISSUER,
-            "audiences": [AUDIENCE],
-            "jwks": { "inline": jwks },
-        }],
+        "providers": {
+            "bench": {
+                "issuer": ISSUER,
+                "audiences": [AUDIENCE],
+                "local_jwks": { "inline_string": jwks },
+            },
+        },
+        "rules": [{ "match": { "prefix": "/" }, "requires": { "provider_name": "bench" } }],
     })
 }
 
+/// One bucket per `x-bench-key` value (slots at their default), a rate no
+/// run comes near.
 pub fn rate_limit() -> Value {
     json!({
         "rules": [{
-            "key": { "header": KEY_HEADER },
-            "limit": { "requests": 1_000_000_000u64, "unit": "second" },
+            "name": "bench",
+            "key": [{ "header": { "name": KEY_HEADER } }],
+            "limit": { "requests_per_unit": 1_000_000_000u32, "unit": "second" },
         }],
     })
 }
 
+/// Every event (sampling at its default) batched to the local collector,
+/// and no other sink.
 pub fn audit_log() -> Value {
     json!({
-        "sink": { "http": { "cluster": "collector", "path": "/events" } },
+        "sinks": { "http": [{ "cluster": "collector", "path": "/events" }] },
     })
 }
 

@@ -38,7 +38,7 @@ impl Profile {
                 closed_secs: 8,
                 open_secs: 6,
                 warmup_secs: 3,
-                tokens_per_alg: 20_000,
+                tokens_per_alg: 12_000,
                 connections: CONNECTIONS,
             }
         }
@@ -67,6 +67,10 @@ pub struct SetupResult {
     pub rss_idle: Option<u64>,
     pub rss_after: Option<u64>,
     pub rss_peak: Option<u64>,
+    /// The filters' own counters after the runs (wasm stats, jwt_authn's
+    /// cache hits, rate limiter outcomes), to check a workload did what it
+    /// says (e.g. that unique tokens missed every cache).
+    pub stats: BTreeMap<String, i64>,
     pub not_measured: Option<String>,
 }
 
@@ -83,6 +87,7 @@ impl SetupResult {
             rss_idle: None,
             rss_after: None,
             rss_peak: None,
+            stats: BTreeMap::new(),
             not_measured: None,
         }
     }

@@ -58,7 +58,11 @@ pub fn all(env: &Env) -> Vec<Setup> {
         id,
         label,
         side: Side::Native,
-        options: options(config, env).replace("BENCH_JWKS", env.jwks),
+        options: if config.contains("jwt") || config.contains("chain") {
+            options(config, env).replace("BENCH_JWKS", env.jwks)
+        } else {
+            options(config, env)
+        },
         modules: vec![],
         native: None,
     };
