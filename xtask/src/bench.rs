@@ -382,7 +382,13 @@ async fn measure(
         {
             eprintln!("==> warm up {} ({})", r.setup.id, w.id);
             let _ = blocking(|| {
-                loadgen::closed_loop(r.envoy.port, w, &scripts[w.id], profile.warmup_secs)
+                loadgen::closed_loop(
+                    r.envoy.port,
+                    r.envoy.pid(),
+                    w,
+                    &scripts[w.id],
+                    profile.warmup_secs,
+                )
             });
         }
     }
@@ -399,7 +405,13 @@ async fn measure(
                     continue;
                 };
                 let res: Result<Closed> = blocking(|| {
-                    loadgen::closed_loop(r.envoy.port, w, &scripts[w.id], profile.closed_secs)
+                    loadgen::closed_loop(
+                        r.envoy.port,
+                        r.envoy.pid(),
+                        w,
+                        &scripts[w.id],
+                        profile.closed_secs,
+                    )
                 });
                 match res {
                     Ok(c) => {

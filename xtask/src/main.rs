@@ -1,7 +1,7 @@
 //! `cargo xtask <command>`: the project's build, run and test automation.
 
-mod bench;
 mod audit_verify;
+mod bench;
 mod build;
 mod demo;
 mod test;

@@ -414,6 +414,31 @@ mod tests {
         assert_eq!(e.path, "headers[0].name");
     }
 
+    /// The JSON block of the `audit_log` plugin in an `envoy/` file.
+    fn plugin_json(yaml: &str) -> String {
+        let start = yaml.find("value: |").unwrap();
+        let mut lines = yaml[start..].lines().skip(1);
+        let first = lines.next().unwrap();
+        let indent = first.len() - first.trim_start().len();
+        std::iter::once(first)
+            .chain(lines.take_while(|l| l.len() - l.trim_start().len() >= indent))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn shipped_envoy_configs_parse() {
+        let c =
+            Config::parse(plugin_json(include_str!("../../../envoy/audit-log.yaml")).as_bytes())
+                .unwrap();
+        assert_eq!(c.sinks.http[0].cluster, "collector");
+        let c = Config::parse(
+            plugin_json(include_str!("../../../envoy/audit-log-access-log.yaml")).as_bytes(),
+        )
+        .unwrap();
+        assert!(c.sinks.access_log.is_some());
+    }
+
     #[test]
     fn errors_name_the_field() {
         assert_eq!(err(r#"{"bogus": 1}"#).path, "bogus");

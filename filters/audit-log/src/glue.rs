@@ -174,10 +174,7 @@ impl AuditHttp {
         if ctx.request.method.is_empty() {
             ctx.request = RequestInfo::from_host(&ProxyHttp);
         }
-        let t0 = proxy::now_nanos();
         self.req = self.log.borrow().on_request_headers(&ProxyHttp, ctx);
-        let t1 = proxy::now_nanos();
-        self.metrics.borrow_mut().increment("audit_log.t_req_ns", (t1 - t0) as i64);
     }
 
     pub fn on_response_headers(&mut self, _ctx: &RequestContext) {
@@ -282,13 +279,7 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
-        let t0 = proxy::now_nanos();
         fill_from_filter_state(&ProxyHttp, &mut self.ctx);
-        let t1 = proxy::now_nanos();
         self.audit.on_log(&self.ctx);
-        let t2 = proxy::now_nanos();
-        let mut m = self.audit.metrics.borrow_mut();
-        m.increment("audit_log.t_fs", (t1 - t0) as i64);
-        m.increment("audit_log.t_log_ns", (t2 - t1) as i64);
     }
 }

@@ -47,6 +47,23 @@ impl Chain {
         &self.producer
     }
 
+    /// The next sequence number and the hash it must link to.
+    pub fn next_link(&self) -> (u64, &str) {
+        (self.next_seq, &self.prev_hash)
+    }
+
+    /// Hashes the canonical bytes of the next event (without its hash) and
+    /// advances the chain; returns the hash.
+    pub fn append(&mut self, canonical_without_hash: &[u8]) -> String {
+        let mut h = Sha256::new();
+        h.update(DOMAIN);
+        h.update(canonical_without_hash);
+        let hash = hex(&h.finalize());
+        self.prev_hash.clone_from(&hash);
+        self.next_seq = self.next_seq.wrapping_add(1);
+        hash
+    }
+
     /// Sets `audit.producer`, `seq`, `prev_hash` and `hash` on the event
     /// (an object) and advances the chain. Returns the sequence number and
     /// the event as its canonical JSON line, which is what sinks write:

@@ -228,22 +228,17 @@ impl JwtHandle {
     /// `wake` runs with the stream as the effective context. When too many
     /// requests wait, `wake(TimedOut)` runs at once instead.
     pub fn park(&self, context_id: u32, deadline: u64, wake: Box<dyn FnOnce(Wake)>) {
-        let full = {
-            let mut w = self.0.borrow_mut();
-            if w.parked.len() >= MAX_PARKED {
-                true
-            } else {
-                w.parked.push(Parked {
-                    context_id,
-                    deadline,
-                    wake,
-                });
-                return;
-            }
-        };
-        if full {
-            wake(Wake::TimedOut);
+        let mut w = self.0.borrow_mut();
+        if w.parked.len() < MAX_PARKED {
+            w.parked.push(Parked {
+                context_id,
+                deadline,
+                wake,
+            });
+            return;
         }
+        drop(w);
+        wake(Wake::TimedOut);
     }
 
     /// Forgets a parked request (its stream ended).
@@ -271,7 +266,7 @@ impl JwtRequest {
     /// sent.
     pub fn on_request_headers(&mut self, ctx: &mut RequestContext) -> Flow {
         let check = self.handle.0.borrow_mut().check(ctx, Mode::MayWait);
-        self.flow(check)
+        self.flow(check, ctx)
     }
 
     /// When the parked request must be decided anyway.
@@ -287,10 +282,10 @@ impl JwtRequest {
             _ => Mode::Final,
         };
         let check = self.handle.0.borrow_mut().check(ctx, mode);
-        self.flow(check)
+        self.flow(check, ctx)
     }
 
-    fn flow(&mut self, check: Check) -> Flow {
+    fn flow(&mut self, check: Check, ctx: &mut RequestContext) -> Flow {
         match check {
             Check::Continue => Flow::Continue,
             Check::Responded(_) => Flow::Responded,
@@ -299,10 +294,9 @@ impl JwtRequest {
                     self.deadline = deadline;
                 }
                 if self.handle.parked() >= MAX_PARKED {
-                    let mut ctx = RequestContext::default();
                     let mut w = self.handle.0.borrow_mut();
                     let Worker { auth, metrics, .. } = &mut *w;
-                    auth.deny(&mut ProxyHttp, &mut ctx, Reason::Overloaded, metrics);
+                    auth.deny(&mut ProxyHttp, ctx, Reason::Overloaded, metrics);
                     return Flow::Responded;
                 }
                 Flow::Pause

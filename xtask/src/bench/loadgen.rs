@@ -77,6 +77,9 @@ pub struct Closed {
     pub non_2xx: u64,
     /// Closed-loop latencies (not corrected: for context only).
     pub latency_us: ClosedLatency,
+    /// CPU time Envoy used during the run (user + system, all threads).
+    #[serde(default)]
+    pub envoy_cpu_us: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -92,13 +95,26 @@ impl Closed {
     pub fn rps(&self) -> f64 {
         self.requests as f64 / (self.duration_us.max(1) as f64 / 1e6)
     }
+    /// Envoy's CPU time per request: what the filters cost, even when
+    /// other processes took part of Envoy's core (throughput then drops,
+    /// this does not).
+    pub fn cpu_us_per_request(&self) -> Option<f64> {
+        Some(self.envoy_cpu_us? as f64 / self.requests.max(1) as f64)
+    }
     pub fn failures(&self) -> u64 {
         self.non_2xx + self.connect_errors + self.read_errors + self.write_errors + self.timeouts
     }
 }
 
 /// `wrk -t1 -c16 -d<secs>s` with the workload's script, on the load core.
-pub fn closed_loop(port: u16, workload: &Workload, script: &Path, secs: u32) -> Result<Closed> {
+pub fn closed_loop(
+    port: u16,
+    pid: u32,
+    workload: &Workload,
+    script: &Path,
+    secs: u32,
+) -> Result<Closed> {
+    let cpu_before = cpu_us(pid);
     let out = Command::new("taskset")
         .args(["-c", LOAD_CORE, "wrk", "-t1"])
         .arg(format!("-c{CONNECTIONS}"))
@@ -119,7 +135,36 @@ pub fn closed_loop(port: u16, workload: &Workload, script: &Path, secs: u32) -> 
                 String::from_utf8_lossy(&out.stderr)
             )
         })?;
-    serde_json::from_str(line).with_context(|| format!("parsing wrk's summary {line}"))
+    let mut closed: Closed =
+        serde_json::from_str(line).with_context(|| format!("parsing wrk's summary {line}"))?;
+    closed.envoy_cpu_us = cpu_before
+        .zip(cpu_us(pid))
+        .map(|(a, b)| b.saturating_sub(a));
+    Ok(closed)
+}
+
+/// User + system CPU time of a process so far, in µs (`/proc/<pid>/stat`).
+fn cpu_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 1_000_000 / clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(100)
+    })
 }
 
 /// One open-loop run.

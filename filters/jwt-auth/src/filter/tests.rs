@@ -370,6 +370,8 @@ fn publishes_identity_as_filter_state() {
 mod remote {
     use super::*;
     use crate::key_store::HttpDispatch;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     struct Calls(u32);
     impl HttpDispatch for Calls {
