@@ -30,10 +30,16 @@ impl TestKey {
         Ok(Self::with(kid, Secret::Rsa(Box::new(key))))
     }
     pub fn p256(kid: &str) -> Self {
-        Self::with(kid, Secret::P256(p256::ecdsa::SigningKey::random(&mut rand::thread_rng())))
+        Self::with(
+            kid,
+            Secret::P256(p256::ecdsa::SigningKey::random(&mut rand::thread_rng())),
+        )
     }
     pub fn p384(kid: &str) -> Self {
-        Self::with(kid, Secret::P384(p384::ecdsa::SigningKey::random(&mut rand::thread_rng())))
+        Self::with(
+            kid,
+            Secret::P384(p384::ecdsa::SigningKey::random(&mut rand::thread_rng())),
+        )
     }
     pub fn ed25519(kid: &str) -> Self {
         Self::with(kid, Secret::Ed25519(ed25519_compact::KeyPair::generate()))
@@ -79,7 +85,9 @@ impl TestKey {
                        "x": b(&p.x().map(|x| x.to_vec()).unwrap_or_default()),
                        "y": b(&p.y().map(|y| y.to_vec()).unwrap_or_default())})
             }
-            Secret::Ed25519(k) => json!({"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "x": b(k.pk.as_ref())}),
+            Secret::Ed25519(k) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "x": b(k.pk.as_ref())})
+            }
             Secret::Hmac(k) => json!({"kty": "oct", "kid": self.kid, "k": b(k)}),
         }
     }
@@ -88,12 +96,24 @@ impl TestKey {
     pub fn sign_bytes(&self, alg: &str, input: &[u8]) -> Vec<u8> {
         let mut rng = rand::thread_rng();
         match (&self.secret, alg) {
-            (Secret::Rsa(k), "RS256") => rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone()).sign(input).to_vec(),
-            (Secret::Rsa(k), "RS384") => rsa::pkcs1v15::SigningKey::<Sha384>::new((**k).clone()).sign(input).to_vec(),
-            (Secret::Rsa(k), "RS512") => rsa::pkcs1v15::SigningKey::<Sha512>::new((**k).clone()).sign(input).to_vec(),
-            (Secret::Rsa(k), "PS256") => rsa::pss::SigningKey::<Sha256>::new((**k).clone()).sign_with_rng(&mut rng, input).to_vec(),
-            (Secret::Rsa(k), "PS384") => rsa::pss::SigningKey::<Sha384>::new((**k).clone()).sign_with_rng(&mut rng, input).to_vec(),
-            (Secret::Rsa(k), _) => rsa::pss::SigningKey::<Sha512>::new((**k).clone()).sign_with_rng(&mut rng, input).to_vec(),
+            (Secret::Rsa(k), "RS256") => rsa::pkcs1v15::SigningKey::<Sha256>::new((**k).clone())
+                .sign(input)
+                .to_vec(),
+            (Secret::Rsa(k), "RS384") => rsa::pkcs1v15::SigningKey::<Sha384>::new((**k).clone())
+                .sign(input)
+                .to_vec(),
+            (Secret::Rsa(k), "RS512") => rsa::pkcs1v15::SigningKey::<Sha512>::new((**k).clone())
+                .sign(input)
+                .to_vec(),
+            (Secret::Rsa(k), "PS256") => rsa::pss::SigningKey::<Sha256>::new((**k).clone())
+                .sign_with_rng(&mut rng, input)
+                .to_vec(),
+            (Secret::Rsa(k), "PS384") => rsa::pss::SigningKey::<Sha384>::new((**k).clone())
+                .sign_with_rng(&mut rng, input)
+                .to_vec(),
+            (Secret::Rsa(k), _) => rsa::pss::SigningKey::<Sha512>::new((**k).clone())
+                .sign_with_rng(&mut rng, input)
+                .to_vec(),
             (Secret::P256(k), _) => {
                 let s: p256::ecdsa::Signature = k.sign(input);
                 s.to_bytes().to_vec()
@@ -117,7 +137,11 @@ impl TestKey {
     /// Signs with any header; the `alg` in it picks the algorithm.
     pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
         let alg = header["alg"].as_str().unwrap_or("RS256").to_string();
-        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
         let sig = self.sign_bytes(&alg, input.as_bytes());
         format!("{input}.{}", B64.encode(sig))
     }

@@ -18,7 +18,16 @@ static JTI: AtomicU64 = AtomicU64::new(0);
 /// A token nobody has sent before (so the verified-token cache misses).
 fn fresh(k: &TestKey) -> String {
     let jti = JTI.fetch_add(1, Ordering::Relaxed);
-    k.token("RS256", &claims(ISS, AUD, "alice", 600, json!({"jti": jti.to_string(), "scope": "read"})))
+    k.token(
+        "RS256",
+        &claims(
+            ISS,
+            AUD,
+            "alice",
+            600,
+            json!({"jti": jti.to_string(), "scope": "read"}),
+        ),
+    )
 }
 
 async fn get(envoy: &Envoy, token: &str) -> (u16, Value) {
@@ -54,7 +63,11 @@ async fn eventually_200(envoy: &Envoy, k: &TestKey, within: Duration) -> Duratio
         if status == 200 {
             return start.elapsed();
         }
-        assert!(start.elapsed() < within, "still {status} {body}:\n{}", envoy.log());
+        assert!(
+            start.elapsed() < within,
+            "still {status} {body}:\n{}",
+            envoy.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -67,9 +80,13 @@ async fn rotation_refetches_once_for_all_workers() {
     let upstream = EchoUpstream::start().await.unwrap();
     let server = JwksServer::start(&jwks(&[&a])).await.unwrap();
     // The demo config as shipped (600 s cache), pointed at this JWKS server.
-    let envoy = Envoy::start(EnvoyOptions::new("jwt-auth.yaml").upstream(upstream.port()).jwks(server.port()))
-        .await
-        .unwrap();
+    let envoy = Envoy::start(
+        EnvoyOptions::new("jwt-auth.yaml")
+            .upstream(upstream.port())
+            .jwks(server.port()),
+    )
+    .await
+    .unwrap();
     eventually_200(&envoy, &a, Duration::from_secs(5)).await;
     for _ in 0..10 {
         assert_eq!(get(&envoy, &fresh(&a)).await.0, 200);
@@ -93,7 +110,12 @@ async fn rotation_refetches_once_for_all_workers() {
     assert_eq!(server.fetches(), 2);
 
     let stats = envoy.stats().await.unwrap();
-    assert_eq!(stats.custom("jwt_auth.jwks.fetch_ok"), 2, "{:?}", stats.matching("jwt_auth"));
+    assert_eq!(
+        stats.custom("jwt_auth.jwks.fetch_ok"),
+        2,
+        "{:?}",
+        stats.matching("jwt_auth")
+    );
     assert_eq!(stats.custom("jwt_auth.jwks.fetch_failed"), 0);
     assert_eq!(stats.custom("jwt_auth.denied.unknown_kid"), 1);
     assert!(stats.custom("jwt_auth.verify.host") >= 30);
@@ -132,11 +154,18 @@ async fn jwks_server_down_at_start_and_mid_run() {
     let refreshes = server.fetches() - before;
     let elapsed = started.elapsed().as_secs_f64();
     assert!(refreshes >= 1, "no background refresh");
-    assert!((refreshes as f64) <= elapsed / 1.6 + 1.0, "{refreshes} refreshes in {elapsed:.1}s");
+    assert!(
+        (refreshes as f64) <= elapsed / 1.6 + 1.0,
+        "{refreshes} refreshes in {elapsed:.1}s"
+    );
     assert_eq!(get(&envoy, &fresh(&a)).await.0, 200);
 
     // Down mid-run: the last good set stays in use.
-    let failed = envoy.stats().await.unwrap().custom("jwt_auth.jwks.fetch_failed");
+    let failed = envoy
+        .stats()
+        .await
+        .unwrap()
+        .custom("jwt_auth.jwks.fetch_failed");
     server.0.down();
     tokio::time::sleep(Duration::from_millis(3000)).await;
     for _ in 0..5 {
@@ -144,20 +173,61 @@ async fn jwks_server_down_at_start_and_mid_run() {
         assert_eq!(status, 200, "{body}");
     }
     let stats = envoy.stats().await.unwrap();
-    assert!(stats.custom("jwt_auth.jwks.fetch_failed") > failed, "{:?}", stats.matching("jwks"));
+    assert!(
+        stats.custom("jwt_auth.jwks.fetch_failed") > failed,
+        "{:?}",
+        stats.matching("jwks")
+    );
 
     // Back up but broken (garbage, then an error status): still the last good set.
     server.0.up().await.unwrap();
     server.set_answer(Canned::json("{\"keys\": \"garbage\"}"));
-    let failed = envoy.stats().await.unwrap().custom("jwt_auth.jwks.fetch_failed");
+    let failed = envoy
+        .stats()
+        .await
+        .unwrap()
+        .custom("jwt_auth.jwks.fetch_failed");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     server.set_answer(Canned::status(500));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for _ in 0..5 {
         assert_eq!(get(&envoy, &fresh(&a)).await.0, 200);
     }
-    assert!(envoy.stats().await.unwrap().custom("jwt_auth.jwks.fetch_failed") > failed);
+    assert!(
+        envoy
+            .stats()
+            .await
+            .unwrap()
+            .custom("jwt_auth.jwks.fetch_failed")
+            > failed
+    );
     let log = envoy.log();
     assert!(log.contains("keeping the last good key set"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_discovery_finds_the_keys() {
+    let a = TestKey::rsa("key-a", 2048).unwrap();
+    let upstream = EchoUpstream::start().await.unwrap();
+    let server = JwksServer::start(&jwks(&[&a])).await.unwrap();
+    server
+        .set_discovery(&json!({"issuer": ISS, "jwks_uri": format!("{ISS}/jwks.json")}).to_string());
+    let cfg = json!({
+        "providers": {"demo": {"issuer": ISS, "audiences": [AUD], "oidc_discovery": {"cluster": "jwks"}}},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "demo"}}]
+    });
+    let envoy = Envoy::start(
+        EnvoyOptions::new("jwt-auth.yaml")
+            .upstream(upstream.port())
+            .jwks(server.port())
+            .plugin_config("jwt_auth", cfg.to_string()),
+    )
+    .await
+    .unwrap();
+    eventually_200(&envoy, &a, Duration::from_secs(5)).await;
+    let discovery = server.0.received_on(JwksServer::DISCOVERY_PATH);
+    assert_eq!(discovery.len(), 1, "one discovery for every worker");
+    assert_eq!(discovery[0].header("host"), Some("issuer.demo.local"));
+    assert_eq!(server.fetches(), 1);
 }

@@ -49,7 +49,10 @@ pub struct ClaimCondition {
 impl Authorization {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.all.is_empty() && self.any.is_empty() {
-            return Err(ConfigError::at("", "give at least one condition in `all` or `any`"));
+            return Err(ConfigError::at(
+                "",
+                "give at least one condition in `all` or `any`",
+            ));
         }
         for (list, name) in [(&self.all, "all"), (&self.any, "any")] {
             for (i, c) in list.iter().enumerate() {
@@ -166,22 +169,33 @@ mod tests {
         assert!(authz(json!({"all":[{"claim":"org.tier","equals":"gold"}]})).allows(&p));
         assert!(authz(json!({"all":[{"claim":"org.id","equals":7}]})).allows(&p));
         assert!(!authz(json!({"all":[{"claim":"org.id","equals":"7"}]})).allows(&p));
-        assert!(authz(json!({"all":[{"claim":"https://example.com/group","equals":"ops"}]})).allows(&p));
+        assert!(
+            authz(json!({"all":[{"claim":"https://example.com/group","equals":"ops"}]})).allows(&p)
+        );
         assert!(authz(json!({"all":[{"claim":"missing","present":false}]})).allows(&p));
         assert!(!authz(json!({"all":[{"claim":"missing","contains":"x"}]})).allows(&p));
-        let either = authz(json!({"any":[{"claim":"roles","any_of":["admin"]},{"claim":"org.tier","equals":"gold"}]}));
+        let either = authz(
+            json!({"any":[{"claim":"roles","any_of":["admin"]},{"claim":"org.tier","equals":"gold"}]}),
+        );
         assert!(either.allows(&p));
-        let both = authz(json!({"all":[{"claim":"scope","contains":"read"}],"any":[{"claim":"roles","any_of":["root"]}]}));
+        let both = authz(
+            json!({"all":[{"claim":"scope","contains":"read"}],"any":[{"claim":"roles","any_of":["root"]}]}),
+        );
         assert!(!both.allows(&p));
     }
 
     #[test]
     fn invalid_conditions_are_refused() {
-        let bad: Authorization = serde_json::from_value(json!({"all":[{"claim":"a","equals":1,"present":true}]})).unwrap();
+        let bad: Authorization =
+            serde_json::from_value(json!({"all":[{"claim":"a","equals":1,"present":true}]}))
+                .unwrap();
         assert_eq!(bad.validate().unwrap_err().path, "all[0]");
         let bad: Authorization = serde_json::from_value(json!({"any":[{"claim":"a"}]})).unwrap();
         assert_eq!(bad.validate().unwrap_err().path, "any[0]");
         assert!(Authorization::default().validate().is_err());
-        assert!(serde_json::from_value::<Authorization>(json!({"all":[{"claim":"a","regex":"x"}]})).is_err());
+        assert!(serde_json::from_value::<Authorization>(
+            json!({"all":[{"claim":"a","regex":"x"}]})
+        )
+        .is_err());
     }
 }

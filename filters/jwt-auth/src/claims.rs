@@ -163,7 +163,10 @@ mod tests {
         let mut r = rules();
         r.clock_skew_secs = 0;
         assert!(r.check(&payload(json!({"exp": NOW})), NOW).is_ok());
-        assert_eq!(r.check(&payload(json!({"exp": NOW - 1})), NOW), Err(Reason::Expired));
+        assert_eq!(
+            r.check(&payload(json!({"exp": NOW - 1})), NOW),
+            Err(Reason::Expired)
+        );
     }
 
     #[test]
@@ -180,16 +183,34 @@ mod tests {
             json!(MAX_TIME + 1),
             json!(-0.5),
         ] {
-            assert_eq!(check(json!({"exp": bad.clone()})), Err(Reason::BadTimeClaim), "{bad}");
-            assert_eq!(check(json!({"nbf": bad.clone()})), Err(Reason::BadTimeClaim), "{bad}");
-            assert_eq!(check(json!({"iat": bad.clone()})), Err(Reason::BadTimeClaim), "{bad}");
+            assert_eq!(
+                check(json!({"exp": bad.clone()})),
+                Err(Reason::BadTimeClaim),
+                "{bad}"
+            );
+            assert_eq!(
+                check(json!({"nbf": bad.clone()})),
+                Err(Reason::BadTimeClaim),
+                "{bad}"
+            );
+            assert_eq!(
+                check(json!({"iat": bad.clone()})),
+                Err(Reason::BadTimeClaim),
+                "{bad}"
+            );
         }
-        assert_eq!(check(json!({"exp": NOW as f64 + 0.7})).unwrap().exp, Some(NOW));
+        assert_eq!(
+            check(json!({"exp": NOW as f64 + 0.7})).unwrap().exp,
+            Some(NOW)
+        );
     }
 
     #[test]
     fn issuer_and_audience() {
-        assert_eq!(check(json!({"iss": "https://evil"})), Err(Reason::IssuerMismatch));
+        assert_eq!(
+            check(json!({"iss": "https://evil"})),
+            Err(Reason::IssuerMismatch)
+        );
         assert_eq!(check(json!({"iss": 5})), Err(Reason::BadClaim));
         let mut p = payload(json!({}));
         p.remove("iss");
@@ -212,10 +233,16 @@ mod tests {
     fn expiration_and_lifetime() {
         let mut r = rules();
         r.require_expiration = true;
-        assert_eq!(r.check(&payload(json!({})), NOW), Err(Reason::ExpirationRequired));
+        assert_eq!(
+            r.check(&payload(json!({})), NOW),
+            Err(Reason::ExpirationRequired)
+        );
         r.require_expiration = false;
         r.max_lifetime_secs = Some(3600);
-        assert_eq!(r.check(&payload(json!({})), NOW), Err(Reason::ExpirationRequired));
+        assert_eq!(
+            r.check(&payload(json!({})), NOW),
+            Err(Reason::ExpirationRequired)
+        );
         assert!(r.check(&payload(json!({"exp": NOW + 3600})), NOW).is_ok());
         assert_eq!(
             r.check(&payload(json!({"exp": NOW + 3601})), NOW),

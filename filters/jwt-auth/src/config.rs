@@ -63,6 +63,11 @@ pub struct ProviderJson {
     /// Keys fetched from a JWKS URI through an Envoy cluster.
     #[serde(default)]
     pub remote_jwks: Option<RemoteJwksJson>,
+    /// Ours: keys found through OpenID Connect discovery: the `jwks_uri` of
+    /// `<issuer>/.well-known/openid-configuration`, both fetched through
+    /// `cluster`. Needs `issuer`; the document's `issuer` must equal it.
+    #[serde(default)]
+    pub oidc_discovery: Option<OidcDiscoveryJson>,
     /// Headers holding the token: `[{"name": "x-jwt", "value_prefix": ""}]`.
     /// When no location is given: `Authorization: Bearer` and `access_token`.
     #[serde(default)]
@@ -143,6 +148,22 @@ pub struct HttpUriJson {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct OidcDiscoveryJson {
+    /// The Envoy cluster that serves the issuer (and its `jwks_uri`).
+    pub cluster: String,
+    /// Timeout of each fetch (default `"1s"`).
+    #[serde(default)]
+    pub timeout: Option<Millis>,
+    /// As in `remote_jwks` (default `"600s"`).
+    #[serde(default)]
+    pub cache_duration: Option<Millis>,
+    /// As in `remote_jwks` (default `"30s"`).
+    #[serde(default)]
+    pub refetch_interval: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FromHeaderJson {
     pub name: String,
     /// What precedes the token, e.g. `"Bearer "`; compared ignoring case.
@@ -199,12 +220,23 @@ pub enum Keys {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteJwks {
     pub cluster: String,
+    /// Where the JWKS is; empty until discovery found it.
     pub authority: String,
     pub path: String,
+    /// OIDC discovery: `(authority, path)` of the configuration document,
+    /// and the issuer it must name.
+    pub discovery: Option<Discovery>,
     pub timeout: Millis,
     pub cache_duration: Millis,
     pub refetch_interval: Millis,
     pub min_rsa_bits: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub authority: String,
+    pub path: String,
+    pub issuer: String,
 }
 
 /// A validated provider.
@@ -342,18 +374,30 @@ fn header_name(name: &str, field: &str) -> Result<String, ConfigError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !ok {
-        return Err(ConfigError::at(field, format!("`{name}` is not a header name")));
+        return Err(ConfigError::at(
+            field,
+            format!("`{name}` is not a header name"),
+        ));
     }
-    if matches!(lower.as_str(), "host" | "content-length" | "transfer-encoding" | "connection") {
-        return Err(ConfigError::at(field, format!("`{name}` cannot be written")));
+    if matches!(
+        lower.as_str(),
+        "host" | "content-length" | "transfer-encoding" | "connection"
+    ) {
+        return Err(ConfigError::at(
+            field,
+            format!("`{name}` cannot be written"),
+        ));
     }
     Ok(lower)
 }
 
-fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
+fn provider(name: &str, mut p: ProviderJson) -> Result<Provider, ConfigError> {
     let min_rsa_bits = p.min_rsa_key_bits.unwrap_or(2048) as usize;
     if !(1024..=4096).contains(&min_rsa_bits) {
-        return Err(ConfigError::at("min_rsa_key_bits", "must be between 1024 and 4096"));
+        return Err(ConfigError::at(
+            "min_rsa_key_bits",
+            "must be between 1024 and 4096",
+        ));
     }
     let algorithms = match &p.algorithms {
         None => Alg::default_allowed(),
@@ -361,7 +405,10 @@ fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
             let mut out = Vec::new();
             for (i, a) in list.iter().enumerate() {
                 let alg = Alg::from_name(a).ok_or_else(|| {
-                    ConfigError::at(format!("algorithms[{i}]"), format!("unsupported algorithm `{a}`"))
+                    ConfigError::at(
+                        format!("algorithms[{i}]"),
+                        format!("unsupported algorithm `{a}`"),
+                    )
                 })?;
                 out.push(alg);
             }
@@ -372,12 +419,81 @@ fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
         }
     };
     let wants_hmac = algorithms.iter().any(|a| a.is_hmac());
-    let keys = match (p.local_jwks, p.remote_jwks) {
+    let sources = [
+        p.local_jwks.is_some(),
+        p.remote_jwks.is_some(),
+        p.oidc_discovery.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() > 1 {
+        return Err(ConfigError::at(
+            "",
+            "give only one of local_jwks, remote_jwks, oidc_discovery",
+        ));
+    }
+    if let Some(d) = p.oidc_discovery.take() {
+        if wants_hmac {
+            return Err(ConfigError::at(
+                "algorithms",
+                "HMAC is only allowed with oct keys given in local_jwks",
+            ));
+        }
+        let issuer = p
+            .issuer
+            .clone()
+            .ok_or_else(|| ConfigError::at("issuer", "oidc_discovery needs the issuer"))?;
+        let doc = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let (authority, path) = split_uri(&doc).map_err(|m| ConfigError::at("issuer", m))?;
+        if d.cluster.is_empty() {
+            return Err(ConfigError::at(
+                "oidc_discovery.cluster",
+                "must not be empty",
+            ));
+        }
+        let timeout = d.timeout.unwrap_or(Millis(1000));
+        if timeout.0 == 0 || timeout.0 > 60_000 {
+            return Err(ConfigError::at(
+                "oidc_discovery.timeout",
+                "must be between 1ms and 60s",
+            ));
+        }
+        let cache_duration = d.cache_duration.unwrap_or(Millis(600_000));
+        if cache_duration.0 < 1000 {
+            return Err(ConfigError::at(
+                "oidc_discovery.cache_duration",
+                "must be at least 1s",
+            ));
+        }
+        let remote = RemoteJwks {
+            cluster: d.cluster,
+            authority: String::new(),
+            path: String::new(),
+            discovery: Some(Discovery {
+                authority,
+                path,
+                issuer,
+            }),
+            timeout,
+            cache_duration,
+            refetch_interval: d.refetch_interval.unwrap_or(Millis(30_000)),
+            min_rsa_bits,
+        };
+        return finish(name, p, algorithms, Keys::Remote(remote));
+    }
+    let keys = match (p.local_jwks.take(), p.remote_jwks.take()) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError::at("remote_jwks", "give local_jwks or remote_jwks, not both"))
+            return Err(ConfigError::at(
+                "remote_jwks",
+                "give local_jwks or remote_jwks, not both",
+            ))
         }
         (None, None) => {
-            return Err(ConfigError::at("", "give local_jwks or remote_jwks"));
+            return Err(ConfigError::at(
+                "",
+                "give local_jwks, remote_jwks or oidc_discovery",
+            ));
         }
         (Some(local), None) => {
             let opts = JwksOptions {
@@ -387,7 +503,10 @@ fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
             };
             let set = KeySet::parse(local.inline_string.as_bytes(), opts)
                 .map_err(|e| ConfigError::at("local_jwks.inline_string", e))?;
-            let has_oct = set.keys.iter().any(|k| k.material.kind() == crate::algorithm::KeyKind::Oct);
+            let has_oct = set
+                .keys
+                .iter()
+                .any(|k| k.material.kind() == crate::algorithm::KeyKind::Oct);
             if has_oct && !wants_hmac {
                 return Err(ConfigError::at(
                     "local_jwks.inline_string",
@@ -395,7 +514,10 @@ fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
                 ));
             }
             if wants_hmac && !has_oct {
-                return Err(ConfigError::at("algorithms", "HMAC needs oct keys in local_jwks"));
+                return Err(ConfigError::at(
+                    "algorithms",
+                    "HMAC needs oct keys in local_jwks",
+                ));
             }
             Keys::Local(Rc::new(set))
         }
@@ -409,20 +531,30 @@ fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
             let (authority, path) = split_uri(&remote.http_uri.uri)
                 .map_err(|m| ConfigError::at("remote_jwks.http_uri.uri", m))?;
             if remote.http_uri.cluster.is_empty() {
-                return Err(ConfigError::at("remote_jwks.http_uri.cluster", "must not be empty"));
+                return Err(ConfigError::at(
+                    "remote_jwks.http_uri.cluster",
+                    "must not be empty",
+                ));
             }
             let timeout = remote.http_uri.timeout.unwrap_or(Millis(1000));
             if timeout.0 == 0 || timeout.0 > 60_000 {
-                return Err(ConfigError::at("remote_jwks.http_uri.timeout", "must be between 1ms and 60s"));
+                return Err(ConfigError::at(
+                    "remote_jwks.http_uri.timeout",
+                    "must be between 1ms and 60s",
+                ));
             }
             let cache_duration = remote.cache_duration.unwrap_or(Millis(600_000));
             if cache_duration.0 < 1000 {
-                return Err(ConfigError::at("remote_jwks.cache_duration", "must be at least 1s"));
+                return Err(ConfigError::at(
+                    "remote_jwks.cache_duration",
+                    "must be at least 1s",
+                ));
             }
             Keys::Remote(RemoteJwks {
                 cluster: remote.http_uri.cluster,
                 authority,
                 path,
+                discovery: None,
                 timeout,
                 cache_duration,
                 refetch_interval: remote.refetch_interval.unwrap_or(Millis(30_000)),
@@ -430,6 +562,16 @@ fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
             })
         }
     };
+    finish(name, p, algorithms, keys)
+}
+
+/// The parts of a provider that do not depend on where keys come from.
+fn finish(
+    name: &str,
+    p: ProviderJson,
+    algorithms: Vec<Alg>,
+    keys: Keys,
+) -> Result<Provider, ConfigError> {
     let mut locations = Vec::new();
     for (i, h) in p.from_headers.iter().enumerate() {
         locations.push(Location::Header {
@@ -439,13 +581,19 @@ fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
     }
     for (i, q) in p.from_params.iter().enumerate() {
         if q.is_empty() {
-            return Err(ConfigError::at(format!("from_params[{i}]"), "must not be empty"));
+            return Err(ConfigError::at(
+                format!("from_params[{i}]"),
+                "must not be empty",
+            ));
         }
         locations.push(Location::Param(q.clone()));
     }
     for (i, c) in p.from_cookies.iter().enumerate() {
         if c.is_empty() || c.contains([';', '=', ' ']) {
-            return Err(ConfigError::at(format!("from_cookies[{i}]"), "is not a cookie name"));
+            return Err(ConfigError::at(
+                format!("from_cookies[{i}]"),
+                "is not a cookie name",
+            ));
         }
         locations.push(Location::Cookie(c.clone()));
     }
@@ -454,9 +602,15 @@ fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
     }
     let mut claim_to_headers = Vec::new();
     for (i, c) in p.claim_to_headers.iter().enumerate() {
-        let h = header_name(&c.header_name, &format!("claim_to_headers[{i}].header_name"))?;
+        let h = header_name(
+            &c.header_name,
+            &format!("claim_to_headers[{i}].header_name"),
+        )?;
         if c.claim_name.is_empty() {
-            return Err(ConfigError::at(format!("claim_to_headers[{i}].claim_name"), "must not be empty"));
+            return Err(ConfigError::at(
+                format!("claim_to_headers[{i}].claim_name"),
+                "must not be empty",
+            ));
         }
         claim_to_headers.push((h, c.claim_name.clone()));
     }
@@ -471,7 +625,9 @@ fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
             audiences: p.audiences,
             clock_skew_secs: i64::from(p.clock_skew_seconds.unwrap_or(60)),
             require_expiration: p.require_expiration,
-            max_lifetime_secs: p.max_lifetime.map(|m| i64::try_from(m.secs()).unwrap_or(i64::MAX)),
+            max_lifetime_secs: p
+                .max_lifetime
+                .map(|m| i64::try_from(m.secs()).unwrap_or(i64::MAX)),
         },
         algorithms,
         locations,
@@ -483,7 +639,7 @@ fn provider(name: &str, p: ProviderJson) -> Result<Provider, ConfigError> {
 }
 
 /// `http://host:port/path?q` into (`host:port`, `/path?q`).
-fn split_uri(uri: &str) -> Result<(String, String), String> {
+pub fn split_uri(uri: &str) -> Result<(String, String), String> {
     let rest = uri
         .strip_prefix("http://")
         .or_else(|| uri.strip_prefix("https://"))
@@ -539,16 +695,44 @@ mod tests {
         .unwrap();
         let p = &c.providers[0];
         let Keys::Remote(r) = &p.keys else { panic!() };
-        assert_eq!((r.authority.as_str(), r.path.as_str()), ("127.0.0.1:8081", "/jwks.json"));
+        assert_eq!(
+            (r.authority.as_str(), r.path.as_str()),
+            ("127.0.0.1:8081", "/jwks.json")
+        );
         assert_eq!(r.timeout, Millis(2000));
         assert_eq!(r.cache_duration, Millis(300_000));
         assert_eq!(p.locations.len(), 3);
-        assert_eq!(p.claim_to_headers, [("x-sub".to_string(), "sub".to_string())]);
+        assert_eq!(
+            p.claim_to_headers,
+            [("x-sub".to_string(), "sub".to_string())]
+        );
         assert_eq!(c.owned_headers, ["x-sub", "x-jwt-payload"]);
         assert_eq!(p.claims.clock_skew_secs, 30);
         assert_eq!(p.claims.max_lifetime_secs, Some(86400));
         assert!(c.rules[0].requires.is_none());
         assert_eq!(c.realm, "portcullis");
+    }
+
+    #[test]
+    fn oidc_discovery() {
+        let c = parse(
+            json!({"providers": {"o": {"issuer": "https://idp.test/realms/a/",
+            "oidc_discovery": {"cluster": "idp"}}}}),
+        )
+        .unwrap();
+        let Keys::Remote(r) = &c.providers[0].keys else {
+            panic!()
+        };
+        let d = r.discovery.as_ref().unwrap();
+        assert_eq!(
+            (d.authority.as_str(), d.path.as_str()),
+            ("idp.test", "/realms/a/.well-known/openid-configuration")
+        );
+        let e =
+            parse(json!({"providers": {"o": {"oidc_discovery": {"cluster": "idp"}}}})).unwrap_err();
+        assert_eq!(e.path, "providers.o.issuer");
+        let e = parse(json!({"providers": {"o": {"issuer": "https://i", "oidc_discovery": {"cluster": "idp"}, "local_jwks": local()}}})).unwrap_err();
+        assert_eq!(e.path, "providers.o");
     }
 
     #[test]
@@ -585,17 +769,50 @@ mod tests {
     fn semantic_errors_name_the_path() {
         let cases = [
             (json!({"providers": {"a": {}}}), "providers.a"),
-            (json!({"providers": {"a": {"local_jwks": {"inline_string": "{}"}}}}), "providers.a.local_jwks.inline_string"),
-            (json!({"providers": {"a": {"local_jwks": local(), "algorithms": ["none"]}}}), "providers.a.algorithms[0]"),
-            (json!({"providers": {"a": {"local_jwks": local(), "algorithms": ["HS256"]}}}), "providers.a.algorithms"),
-            (json!({"providers": {"a": {"remote_jwks": {"http_uri": {"uri": "http://x/", "cluster": "c"}}, "algorithms": ["HS256"]}}}), "providers.a.algorithms"),
-            (json!({"providers": {"a": {"remote_jwks": {"http_uri": {"uri": "ftp://x/", "cluster": "c"}}}}}), "providers.a.remote_jwks.http_uri.uri"),
-            (json!({"providers": {"a": {"remote_jwks": {"http_uri": {"uri": "http://x/", "cluster": "c", "timeout": "5"}}}}}), "providers.a.remote_jwks.http_uri.timeout"),
-            (json!({"providers": {"a": {"local_jwks": local(), "claim_to_headers": [{"header_name": "bad header", "claim_name": "sub"}]}}}), "providers.a.claim_to_headers[0].header_name"),
-            (json!({"rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "nope"}}]}), "rules[0].requires.provider_name"),
-            (json!({"rules": [{"match": {"prefix": "/", "path": "/"}}]}), "rules[0].match.path"),
-            (json!({"providers": {"a": {"local_jwks": local()}}, "rules": [{"match": {"prefix": "/"}, "authorization": {"all": [{"claim": "x", "present": true}]}}]}), "rules[0].authorization"),
-            (json!({"providers": {"a": {"local_jwks": local()}}, "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "a"}, "authorization": {"all": [{"claim": "x"}]}}]}), "rules[0].authorization.all[0]"),
+            (
+                json!({"providers": {"a": {"local_jwks": {"inline_string": "{}"}}}}),
+                "providers.a.local_jwks.inline_string",
+            ),
+            (
+                json!({"providers": {"a": {"local_jwks": local(), "algorithms": ["none"]}}}),
+                "providers.a.algorithms[0]",
+            ),
+            (
+                json!({"providers": {"a": {"local_jwks": local(), "algorithms": ["HS256"]}}}),
+                "providers.a.algorithms",
+            ),
+            (
+                json!({"providers": {"a": {"remote_jwks": {"http_uri": {"uri": "http://x/", "cluster": "c"}}, "algorithms": ["HS256"]}}}),
+                "providers.a.algorithms",
+            ),
+            (
+                json!({"providers": {"a": {"remote_jwks": {"http_uri": {"uri": "ftp://x/", "cluster": "c"}}}}}),
+                "providers.a.remote_jwks.http_uri.uri",
+            ),
+            (
+                json!({"providers": {"a": {"remote_jwks": {"http_uri": {"uri": "http://x/", "cluster": "c", "timeout": "5"}}}}}),
+                "providers.a.remote_jwks.http_uri.timeout",
+            ),
+            (
+                json!({"providers": {"a": {"local_jwks": local(), "claim_to_headers": [{"header_name": "bad header", "claim_name": "sub"}]}}}),
+                "providers.a.claim_to_headers[0].header_name",
+            ),
+            (
+                json!({"rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "nope"}}]}),
+                "rules[0].requires.provider_name",
+            ),
+            (
+                json!({"rules": [{"match": {"prefix": "/", "path": "/"}}]}),
+                "rules[0].match.path",
+            ),
+            (
+                json!({"providers": {"a": {"local_jwks": local()}}, "rules": [{"match": {"prefix": "/"}, "authorization": {"all": [{"claim": "x", "present": true}]}}]}),
+                "rules[0].authorization",
+            ),
+            (
+                json!({"providers": {"a": {"local_jwks": local()}}, "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "a"}, "authorization": {"all": [{"claim": "x"}]}}]}),
+                "rules[0].authorization.all[0]",
+            ),
             (json!({"realm": "a\"b"}), "realm"),
         ];
         for (v, path) in cases {
@@ -609,7 +826,10 @@ mod tests {
         let oct = json!({"inline_string": jwks(&[Key::get(KeyName::Hmac)])});
         let e = parse(json!({"providers": {"a": {"local_jwks": oct.clone()}}})).unwrap_err();
         assert_eq!(e.path, "providers.a.local_jwks.inline_string");
-        assert!(parse(json!({"providers": {"a": {"local_jwks": oct, "algorithms": ["HS256"]}}})).is_ok());
+        assert!(
+            parse(json!({"providers": {"a": {"local_jwks": oct, "algorithms": ["HS256"]}}}))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -617,6 +837,9 @@ mod tests {
         let weak = json!({"inline_string": jwks(&[Key::get(KeyName::RsaWeak)])});
         let e = parse(json!({"providers": {"a": {"local_jwks": weak.clone()}}})).unwrap_err();
         assert!(e.message.contains("1024 bits"), "{e}");
-        assert!(parse(json!({"providers": {"a": {"local_jwks": weak, "min_rsa_key_bits": 1024}}})).is_ok());
+        assert!(
+            parse(json!({"providers": {"a": {"local_jwks": weak, "min_rsa_key_bits": 1024}}}))
+                .is_ok()
+        );
     }
 }

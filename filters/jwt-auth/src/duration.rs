@@ -61,7 +61,17 @@ mod tests {
         assert_eq!(parse("0.5s"), Ok(Millis(500)));
         assert_eq!(parse("1.000340012s"), Ok(Millis(1000)));
         assert_eq!(parse("0s"), Ok(Millis(0)));
-        for bad in ["", "s", "10", "-1s", "1.5.2s", "1e3s", "10m", "9999999999s", " 1s"] {
+        for bad in [
+            "",
+            "s",
+            "10",
+            "-1s",
+            "1.5.2s",
+            "1e3s",
+            "10m",
+            "9999999999s",
+            " 1s",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

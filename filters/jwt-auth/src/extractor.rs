@@ -8,7 +8,10 @@ use filter_common::{HttpHost, RequestInfo};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// A header (lower-case name) whose value starts with `prefix`.
-    Header { name: String, prefix: String },
+    Header {
+        name: String,
+        prefix: String,
+    },
     Param(String),
     Cookie(String),
 }
@@ -170,7 +173,12 @@ mod tests {
     #[test]
     fn bearer_scheme_is_case_insensitive() {
         let d = default_locations();
-        for v in ["Bearer abc", "bearer abc", "BEARER   abc  ", "Bearer abc, Basic zzz"] {
+        for v in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER   abc  ",
+            "Bearer abc, Basic zzz",
+        ] {
             let h = FakeHost::request("GET", "/", "a", &[("authorization", v)]);
             assert_eq!(run(&d, &h), ["abc"], "{v}");
         }
@@ -183,7 +191,12 @@ mod tests {
     #[test]
     fn query_param_and_duplicates() {
         let d = default_locations();
-        let h = FakeHost::request("GET", "/x?a=1&access_token=t%2Eu&b", "a", &[("authorization", "Bearer t.u")]);
+        let h = FakeHost::request(
+            "GET",
+            "/x?a=1&access_token=t%2Eu&b",
+            "a",
+            &[("authorization", "Bearer t.u")],
+        );
         assert_eq!(run(&d, &h), ["t.u"]);
         let h = FakeHost::request(
             "GET",
@@ -205,10 +218,18 @@ mod tests {
     #[test]
     fn custom_header_and_cookie() {
         let locs = vec![
-            Location::Header { name: "x-jwt".into(), prefix: String::new() },
+            Location::Header {
+                name: "x-jwt".into(),
+                prefix: String::new(),
+            },
             Location::Cookie("session".into()),
         ];
-        let h = FakeHost::request("GET", "/", "a", &[("x-jwt", "abc"), ("cookie", "a=1; session=tok; b=2")]);
+        let h = FakeHost::request(
+            "GET",
+            "/",
+            "a",
+            &[("x-jwt", "abc"), ("cookie", "a=1; session=tok; b=2")],
+        );
         assert_eq!(run(&locs, &h), ["abc", "tok"]);
         let h = FakeHost::request("GET", "/", "a", &[("cookie", "sessionx=no; xsession=no")]);
         assert!(run(&locs, &h).is_empty());
@@ -217,7 +238,8 @@ mod tests {
     #[test]
     fn non_utf8_bytes_are_carried_not_trapped() {
         let mut h = FakeHost::request("GET", "/", "a", &[]);
-        h.request_headers.push(("authorization".into(), b"Bearer \xff\xfe".to_vec()));
+        h.request_headers
+            .push(("authorization".into(), b"Bearer \xff\xfe".to_vec()));
         let req = RequestInfo::from_host(&h);
         let found = extract(&default_locations(), &h, &req);
         assert_eq!(found[0].token, b"\xff\xfe");
@@ -225,8 +247,14 @@ mod tests {
 
     #[test]
     fn removes_a_param() {
-        assert_eq!(remove_param("/p", "a=1&access_token=x&b=2", "access_token"), "/p?a=1&b=2");
+        assert_eq!(
+            remove_param("/p", "a=1&access_token=x&b=2", "access_token"),
+            "/p?a=1&b=2"
+        );
         assert_eq!(remove_param("/p", "access_token=x", "access_token"), "/p");
-        assert_eq!(remove_param("/p", "access%5Ftoken=x&c", "access_token"), "/p?c");
+        assert_eq!(
+            remove_param("/p", "access%5Ftoken=x&c", "access_token"),
+            "/p?c"
+        );
     }
 }

@@ -116,7 +116,8 @@ impl JwtAuth {
                     if let Some(Some(done)) = memo.get(p) {
                         return done.clone();
                     }
-                    let out = self.verify_provider(p, host, ctx, crypto, metrics, mode, now_nanos, now);
+                    let out =
+                        self.verify_provider(p, host, ctx, crypto, metrics, mode, now_nanos, now);
                     if let Some(slot) = memo.get_mut(p) {
                         *slot = Some(out.clone());
                     }
@@ -134,7 +135,11 @@ impl JwtAuth {
                 if let Some(req) = &rule.requires {
                     req.providers(config.providers.len(), &mut wanted);
                 }
-                let wait = wanted.iter().map(|p| self.keys.wait_for(*p)).max().unwrap_or(0);
+                let wait = wanted
+                    .iter()
+                    .map(|p| self.keys.wait_for(*p))
+                    .max()
+                    .unwrap_or(0);
                 return Check::Wait {
                     deadline: now_nanos.saturating_add(wait),
                 };
@@ -156,7 +161,10 @@ impl JwtAuth {
             }
         }
         let identity = match verified.first() {
-            Some(v) => config.providers.get(v.provider).map(|p| identity(p, &v.payload)),
+            Some(v) => config
+                .providers
+                .get(v.provider)
+                .map(|p| identity(p, &v.payload)),
             None => peer.map(|s| Identity {
                 provider: "peer".to_string(),
                 issuer: String::new(),
@@ -201,7 +209,12 @@ impl JwtAuth {
         metrics.increment(&reason.metric(), 1);
         ctx.identity = None;
         ctx.jwt = Some(JwtDecision {
-            outcome: if rejection.status == 503 { "error" } else { "denied" }.to_string(),
+            outcome: if rejection.status == 503 {
+                "error"
+            } else {
+                "denied"
+            }
+            .to_string(),
             reason: reason.label().to_string(),
             status: Some(rejection.status),
         });
@@ -286,14 +299,22 @@ impl JwtAuth {
         };
         if let Some(kid) = &jws.kid {
             if !set.has_kid(kid) {
-                let wait = remote && mode == Mode::MayWait && self.keys.request_refetch(p, now_nanos);
-                return Err(if wait { NeedKeys } else { Failed(Reason::UnknownKid) });
+                let wait =
+                    remote && mode == Mode::MayWait && self.keys.request_refetch(p, now_nanos);
+                return Err(if wait {
+                    NeedKeys
+                } else {
+                    Failed(Reason::UnknownKid)
+                });
             }
         }
         let input = jws.signing_input(token);
         let mut tried = false;
         let mut valid = false;
-        for k in set.candidates(jws.kid.as_deref(), jws.alg).take(MAX_KEY_TRIES) {
+        for k in set
+            .candidates(jws.kid.as_deref(), jws.alg)
+            .take(MAX_KEY_TRIES)
+        {
             tried = true;
             let (ok, by) = verifier::verify(crypto, jws.alg, k, input, &jws.signature);
             metrics.increment(

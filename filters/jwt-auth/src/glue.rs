@@ -152,12 +152,21 @@ impl JwtRoot {
     }
 
     /// `true` if the call was one of ours.
-    pub fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize) -> bool {
+    pub fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+    ) -> bool {
         let now = proxy::now_nanos();
         let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()
-            .and_then(|s| std::str::from_utf8(&s).ok().and_then(|s| s.parse::<u32>().ok()));
+            .and_then(|s| {
+                std::str::from_utf8(&s)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+            });
         let (status, body) = if body_size > MAX_JWKS_BYTES {
             (Some(413), None)
         } else {
@@ -175,6 +184,7 @@ impl JwtRoot {
                 body.as_deref(),
                 now,
                 &mut ProxyShared,
+                &mut ProxyDispatch,
                 metrics,
                 &log,
             )
@@ -319,7 +329,13 @@ struct Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _: usize,
+    ) {
         if let Some(j) = &mut self.jwt {
             j.on_http_call_response(token_id, num_headers, body_size);
         }

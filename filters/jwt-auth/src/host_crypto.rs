@@ -270,9 +270,15 @@ mod tests {
         let ok = if let Ok(k) = rsa::RsaPublicKey::from_public_key_der(spki) {
             let s = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
             match hash.as_slice() {
-                b"sha256" => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(k).verify(text, &s).is_ok(),
-                b"sha384" => rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(k).verify(text, &s).is_ok(),
-                _ => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(k).verify(text, &s).is_ok(),
+                b"sha256" => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(k)
+                    .verify(text, &s)
+                    .is_ok(),
+                b"sha384" => rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(k)
+                    .verify(text, &s)
+                    .is_ok(),
+                _ => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(k)
+                    .verify(text, &s)
+                    .is_ok(),
             }
         } else if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_der(spki) {
             p256::ecdsa::Signature::from_der(sig).is_ok_and(|s| k.verify(text, &s).is_ok())
@@ -281,16 +287,30 @@ mod tests {
         } else {
             return Err(CallError::Refused);
         };
-        Ok(if ok { vec![0x08, 0x01] } else { vec![0x12, 3, b'b', b'a', b'd'] })
+        Ok(if ok {
+            vec![0x08, 0x01]
+        } else {
+            vec![0x12, 3, b'b', b'a', b'd']
+        })
     }
 
     #[test]
     fn host_path_agrees_with_pure_rust_on_every_token() {
-        let keys: Vec<Key> = [KeyName::RsaA, KeyName::P256, KeyName::P384, KeyName::Ed25519, KeyName::Hmac]
-            .into_iter()
-            .map(Key::get)
-            .collect();
-        let opts = JwksOptions { allow_oct: true, min_rsa_bits: 2048, strict: true };
+        let keys: Vec<Key> = [
+            KeyName::RsaA,
+            KeyName::P256,
+            KeyName::P384,
+            KeyName::Ed25519,
+            KeyName::Hmac,
+        ]
+        .into_iter()
+        .map(Key::get)
+        .collect();
+        let opts = JwksOptions {
+            allow_oct: true,
+            min_rsa_bits: 2048,
+            strict: true,
+        };
         let set = KeySet::parse(jwks(&keys).as_bytes(), opts).unwrap();
         let call: &ForeignCall = &fake_host;
         let available = Cell::new(true);
@@ -320,7 +340,11 @@ mod tests {
     #[test]
     fn a_host_without_the_function_is_asked_once() {
         let key = Key::get(KeyName::RsaA);
-        let opts = JwksOptions { allow_oct: false, min_rsa_bits: 2048, strict: true };
+        let opts = JwksOptions {
+            allow_oct: false,
+            min_rsa_bits: 2048,
+            strict: true,
+        };
         let set = KeySet::parse(jwks(std::slice::from_ref(&key)).as_bytes(), opts).unwrap();
         let calls = Cell::new(0);
         let missing = |_: &[u8]| -> Result<Vec<u8>, CallError> {
@@ -332,7 +356,13 @@ mod tests {
         let t = key.token(Alg::RS256, &claims(json!({})));
         let jws = Jws::parse(t.as_bytes()).unwrap();
         for _ in 0..3 {
-            let (ok, by) = verify(&host, Alg::RS256, &set.keys[0], jws.signing_input(t.as_bytes()), &jws.signature);
+            let (ok, by) = verify(
+                &host,
+                Alg::RS256,
+                &set.keys[0],
+                jws.signing_input(t.as_bytes()),
+                &jws.signature,
+            );
             assert!(ok);
             assert_eq!(by, VerifiedBy::Pure);
         }

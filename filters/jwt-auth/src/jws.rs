@@ -37,7 +37,8 @@ impl Jws {
             return Err(Reason::Malformed);
         }
         let mut parts = token.split(|b| *b == b'.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(Reason::Malformed);
         };
@@ -116,10 +117,26 @@ mod tests {
     #[test]
     fn alg_none_in_any_case_is_refused() {
         for none in ["none", "None", "NONE", "nOnE"] {
-            let t = format!("{}.{}.", b64(&json!({"alg": none})), b64(&claims(json!({}))));
-            assert_eq!(Jws::parse(t.as_bytes()).unwrap_err(), Reason::AlgNotAllowed, "{none}");
-            let t = format!("{}.{}.AAAA", b64(&json!({"alg": none})), b64(&claims(json!({}))));
-            assert_eq!(Jws::parse(t.as_bytes()).unwrap_err(), Reason::AlgNotAllowed, "{none}");
+            let t = format!(
+                "{}.{}.",
+                b64(&json!({"alg": none})),
+                b64(&claims(json!({})))
+            );
+            assert_eq!(
+                Jws::parse(t.as_bytes()).unwrap_err(),
+                Reason::AlgNotAllowed,
+                "{none}"
+            );
+            let t = format!(
+                "{}.{}.AAAA",
+                b64(&json!({"alg": none})),
+                b64(&claims(json!({})))
+            );
+            assert_eq!(
+                Jws::parse(t.as_bytes()).unwrap_err(),
+                Reason::AlgNotAllowed,
+                "{none}"
+            );
         }
     }
 
@@ -130,7 +147,10 @@ mod tests {
             b64(&json!({"alg":"RS256","crit":["exp"],"exp":1})),
             b64(&json!({}))
         );
-        assert_eq!(Jws::parse(t.as_bytes()).unwrap_err(), Reason::UnsupportedCrit);
+        assert_eq!(
+            Jws::parse(t.as_bytes()).unwrap_err(),
+            Reason::UnsupportedCrit
+        );
     }
 
     #[test]
@@ -154,7 +174,11 @@ mod tests {
             format!("{h}.{p}.AAAA").replace('A', "\u{e9}"),
             "x".repeat(MAX_TOKEN_BYTES + 1),
         ] {
-            assert_eq!(Jws::parse(bad.as_bytes()).unwrap_err(), Reason::Malformed, "{bad:.60}");
+            assert_eq!(
+                Jws::parse(bad.as_bytes()).unwrap_err(),
+                Reason::Malformed,
+                "{bad:.60}"
+            );
         }
         assert!(Jws::parse(b"\xff\xfe.\x00.\x80").is_err());
     }

@@ -41,9 +41,18 @@ pub struct Jwk {
 /// The key itself. Secrets are never printed (see the `Debug` impl).
 #[derive(Clone)]
 pub enum KeyMaterial {
-    Rsa { key: RsaPublicKey, spki: Vec<u8> },
-    P256 { key: p256::ecdsa::VerifyingKey, spki: Vec<u8> },
-    P384 { key: p384::ecdsa::VerifyingKey, spki: Vec<u8> },
+    Rsa {
+        key: RsaPublicKey,
+        spki: Vec<u8>,
+    },
+    P256 {
+        key: p256::ecdsa::VerifyingKey,
+        spki: Vec<u8>,
+    },
+    P384 {
+        key: p384::ecdsa::VerifyingKey,
+        spki: Vec<u8>,
+    },
     Ed25519(ed25519_compact::PublicKey),
     Oct(Vec<u8>),
 }
@@ -188,7 +197,9 @@ fn parse_jwk(v: &Value, opts: JwksOptions) -> Result<Option<Jwk>, String> {
     let kid = text(k, "kid")?.map(str::to_string);
     let alg = match text(k, "alg")? {
         None => None,
-        Some(name) => Some(Alg::from_name(name).ok_or_else(|| format!("unsupported alg `{name}`"))?),
+        Some(name) => {
+            Some(Alg::from_name(name).ok_or_else(|| format!("unsupported alg `{name}`"))?)
+        }
     };
     let kty = text(k, "kty")?.ok_or("`kty` is missing")?;
     let material = match kty {
@@ -251,12 +262,12 @@ fn rsa_key(k: &Map<String, Value>, opts: JwksOptions) -> Result<KeyMaterial, Str
 /// DER SubjectPublicKeyInfo prefixes for uncompressed EC points
 /// (id-ecPublicKey with the named curve), followed by `04 || x || y`.
 const P256_SPKI_PREFIX: [u8; 27] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
 ];
 const P384_SPKI_PREFIX: [u8; 24] = [
-    0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05,
-    0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00, 0x04,
+    0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b,
+    0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00, 0x04,
 ];
 
 fn ec_key(crv: &str, x: &[u8], y: &[u8]) -> Result<KeyMaterial, String> {
@@ -318,7 +329,13 @@ mod tests {
         let kinds: Vec<KeyKind> = set.keys.iter().map(|k| k.material.kind()).collect();
         assert_eq!(
             kinds,
-            [KeyKind::Rsa, KeyKind::P256, KeyKind::P384, KeyKind::Ed25519, KeyKind::Oct]
+            [
+                KeyKind::Rsa,
+                KeyKind::P256,
+                KeyKind::P384,
+                KeyKind::Ed25519,
+                KeyKind::Oct
+            ]
         );
         // The SPKI encodings are what openssl/BoringSSL expect.
         assert_eq!(set.keys[0].material.spki().unwrap()[0], 0x30);

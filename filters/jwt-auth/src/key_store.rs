@@ -29,16 +29,25 @@ pub struct ProviderKeys {
     remote: Option<Remote>,
 }
 
+/// What an in-flight call fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Discovery,
+    Jwks,
+}
+
 #[derive(Debug)]
 struct Remote {
     cfg: RemoteJwks,
+    /// `(authority, path)` of the JWKS; found by discovery when configured.
+    target: Option<(String, String)>,
     record_key: String,
     lease_key: String,
     /// CAS of the shared record we last read.
     seen_cas: Option<u32>,
     digest: [u8; 32],
     fetched_at: u64,
-    in_flight: Option<(u32, u64)>,
+    in_flight: Option<(u32, u64, Step)>,
     /// When an unknown `kid` asked for a refetch (still pending).
     refetch_wanted: Option<u64>,
     last_forced: u64,
@@ -66,6 +75,10 @@ fn keys_for(name: &str, r: &RemoteJwks) -> (String, String) {
     h.update([0]);
     h.update(r.authority.as_bytes());
     h.update(r.path.as_bytes());
+    if let Some(d) = &r.discovery {
+        h.update(d.authority.as_bytes());
+        h.update(d.path.as_bytes());
+    }
     let d = h.finalize();
     let tag: String = d.iter().take(6).map(|b| format!("{b:02x}")).collect();
     (
@@ -104,6 +117,10 @@ impl KeyStore {
                         set: None,
                         version: 0,
                         remote: Some(Remote {
+                            target: r
+                                .discovery
+                                .is_none()
+                                .then(|| (r.authority.clone(), r.path.clone())),
                             cfg: r.clone(),
                             record_key,
                             lease_key,
@@ -146,9 +163,9 @@ impl KeyStore {
     /// Whether something is pending that ticks should watch closely.
     pub fn busy(&self) -> bool {
         self.providers.iter().any(|p| {
-            p.remote
-                .as_ref()
-                .is_some_and(|r| p.set.is_none() || r.in_flight.is_some() || r.refetch_wanted.is_some())
+            p.remote.as_ref().is_some_and(|r| {
+                p.set.is_none() || r.in_flight.is_some() || r.refetch_wanted.is_some()
+            })
         })
     }
 
@@ -156,13 +173,18 @@ impl KeyStore {
     /// if one is pending (the request may wait for it), `false` if the rate
     /// limit refuses (the request is rejected now).
     pub fn request_refetch(&mut self, provider: usize, now: u64) -> bool {
-        let Some(r) = self.providers.get_mut(provider).and_then(|p| p.remote.as_mut()) else {
+        let Some(r) = self
+            .providers
+            .get_mut(provider)
+            .and_then(|p| p.remote.as_mut())
+        else {
             return false;
         };
         if r.refetch_wanted.is_some() {
             return true;
         }
-        if r.last_forced != 0 && now.saturating_sub(r.last_forced) < r.cfg.refetch_interval.nanos() {
+        if r.last_forced != 0 && now.saturating_sub(r.last_forced) < r.cfg.refetch_interval.nanos()
+        {
             return false;
         }
         r.refetch_wanted = Some(now);
@@ -188,7 +210,7 @@ impl KeyStore {
             if sync(&mut p.set, &mut p.version, r, shared, log) {
                 changed.wake = true;
             }
-            if let Some((_, started)) = r.in_flight {
+            if let Some((_, started, _)) = r.in_flight {
                 // Envoy answers every call (a timeout is an answer); this
                 // only guards against a lost one.
                 if now.saturating_sub(started) < r.cfg.timeout.nanos() + 5 * NANOS {
@@ -227,22 +249,27 @@ impl KeyStore {
             }
             let hold = now + r.cfg.timeout.nanos() + NANOS;
             let last_forced = if forced_ok { now } else { shared_forced };
-            if shared.set(&r.lease_key, &lease_value(hold, last_forced), Some(cas)) != CasOutcome::Written {
+            if shared.set(&r.lease_key, &lease_value(hold, last_forced), Some(cas))
+                != CasOutcome::Written
+            {
                 continue;
             }
-            match http.get(&r.cfg.cluster, &r.cfg.authority, &r.cfg.path, r.cfg.timeout.0) {
-                Some(token) => r.in_flight = Some((token, now)),
-                None => {
-                    metrics.increment("jwt_auth.jwks.fetch_failed", 1);
-                    log(Level::Warn, &format!("jwt_auth: cannot reach cluster `{}` for the JWKS", r.cfg.cluster));
-                    release(shared, r, now + retry_delay(&r.cfg, p.set.is_some()), last_forced);
-                }
-            }
+            start_fetch(
+                r,
+                p.set.is_some(),
+                now,
+                last_forced,
+                shared,
+                http,
+                metrics,
+                log,
+            );
         }
         changed
     }
 
-    /// A fetch answered. `None` if `token` is not one of ours.
+    /// A fetch answered. `None` if `token` is not one of ours. A discovery
+    /// answer starts the JWKS fetch it points to.
     #[allow(clippy::too_many_arguments)]
     pub fn on_response(
         &mut self,
@@ -251,19 +278,55 @@ impl KeyStore {
         body: Option<&[u8]>,
         now: u64,
         shared: &mut dyn SharedData,
+        http: &mut dyn HttpDispatch,
         metrics: &mut dyn Metrics,
         log: &dyn Fn(Level, &str),
     ) -> Option<Changed> {
         let p = self.providers.iter_mut().find(|p| {
             p.remote
                 .as_ref()
-                .is_some_and(|r| r.in_flight.is_some_and(|(t, _)| t == token))
+                .is_some_and(|r| r.in_flight.is_some_and(|(t, _, _)| t == token))
         })?;
         let r = p.remote.as_mut()?;
+        let step = r.in_flight.map(|(_, _, s)| s);
         r.in_flight = None;
-        let last_forced = shared
-            .get(&r.lease_key)
-            .map_or(0, |(v, _)| le_u64(&v, 8));
+        let last_forced = shared.get(&r.lease_key).map_or(0, |(v, _)| le_u64(&v, 8));
+        if step == Some(Step::Discovery) {
+            match discovered_jwks(r, status, body) {
+                Ok(target) => {
+                    r.target = Some(target);
+                    start_fetch(
+                        r,
+                        p.set.is_some(),
+                        now,
+                        last_forced,
+                        shared,
+                        http,
+                        metrics,
+                        log,
+                    );
+                    return Some(Changed::default());
+                }
+                Err(e) => {
+                    metrics.increment("jwt_auth.jwks.fetch_failed", 1);
+                    log(
+                        Level::Warn,
+                        &format!(
+                            "jwt_auth: OIDC discovery through `{}` failed: {e}",
+                            r.cfg.cluster
+                        ),
+                    );
+                    release(
+                        shared,
+                        r,
+                        now + retry_delay(&r.cfg, p.set.is_some()),
+                        last_forced,
+                    );
+                    r.refetch_wanted = None;
+                    return Some(Changed { wake: true });
+                }
+            }
+        }
         let opts = JwksOptions {
             allow_oct: false,
             min_rsa_bits: r.cfg.min_rsa_bits,
@@ -289,14 +352,94 @@ impl KeyStore {
             }
             Err(e) => {
                 metrics.increment("jwt_auth.jwks.fetch_failed", 1);
-                let keeping = if p.set.is_some() { "; keeping the last good key set" } else { "" };
-                log(Level::Warn, &format!("jwt_auth: JWKS fetch from `{}` failed: {e}{keeping}", r.cfg.cluster));
-                release(shared, r, now + retry_delay(&r.cfg, p.set.is_some()), last_forced);
+                let keeping = if p.set.is_some() {
+                    "; keeping the last good key set"
+                } else {
+                    ""
+                };
+                log(
+                    Level::Warn,
+                    &format!(
+                        "jwt_auth: JWKS fetch from `{}` failed: {e}{keeping}",
+                        r.cfg.cluster
+                    ),
+                );
+                release(
+                    shared,
+                    r,
+                    now + retry_delay(&r.cfg, p.set.is_some()),
+                    last_forced,
+                );
                 r.refetch_wanted = None;
+                if r.cfg.discovery.is_some() {
+                    // The JWKS may have moved: discover again next time.
+                    r.target = None;
+                }
             }
         }
         Some(Changed { wake: true })
     }
+}
+
+/// Sends the next call: discovery when the JWKS location is unknown.
+#[allow(clippy::too_many_arguments)]
+fn start_fetch(
+    r: &mut Remote,
+    have_keys: bool,
+    now: u64,
+    last_forced: u64,
+    shared: &mut dyn SharedData,
+    http: &mut dyn HttpDispatch,
+    metrics: &mut dyn Metrics,
+    log: &dyn Fn(Level, &str),
+) {
+    let (step, authority, path) = match (&r.target, &r.cfg.discovery) {
+        (Some((a, p)), _) => (Step::Jwks, a.clone(), p.clone()),
+        (None, Some(d)) => (Step::Discovery, d.authority.clone(), d.path.clone()),
+        (None, None) => return,
+    };
+    match http.get(&r.cfg.cluster, &authority, &path, r.cfg.timeout.0) {
+        Some(token) => r.in_flight = Some((token, now, step)),
+        None => {
+            metrics.increment("jwt_auth.jwks.fetch_failed", 1);
+            log(
+                Level::Warn,
+                &format!(
+                    "jwt_auth: cannot reach cluster `{}` for the JWKS",
+                    r.cfg.cluster
+                ),
+            );
+            release(shared, r, now + retry_delay(&r.cfg, have_keys), last_forced);
+        }
+    }
+}
+
+/// The `jwks_uri` of an OIDC configuration document, checked against the
+/// issuer (OpenID Connect Discovery 1.0 §4.3).
+fn discovered_jwks(
+    r: &Remote,
+    status: Option<u32>,
+    body: Option<&[u8]>,
+) -> Result<(String, String), String> {
+    let Some(d) = &r.cfg.discovery else {
+        return Err("no discovery configured".into());
+    };
+    let body = match (status, body) {
+        (Some(200), Some(b)) if b.len() <= crate::key_set::MAX_JWKS_BYTES => b,
+        (Some(200), _) => return Err("empty or oversized document".into()),
+        (Some(s), _) => return Err(format!("status {s}")),
+        (None, _) => return Err("no response (timeout or connection failure)".into()),
+    };
+    let doc: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "the document is not JSON".to_string())?;
+    if doc.get("issuer").and_then(|v| v.as_str()) != Some(d.issuer.as_str()) {
+        return Err("the document names another issuer".into());
+    }
+    let uri = doc
+        .get("jwks_uri")
+        .and_then(|v| v.as_str())
+        .ok_or("the document has no jwks_uri")?;
+    crate::config::split_uri(uri).map_err(|e| format!("jwks_uri {e}"))
 }
 
 /// After a failure: retry soon while there are no keys, later when a stale
@@ -346,7 +489,10 @@ fn sync(
                 r.digest = digest;
             }
             Err(e) => {
-                log(Level::Error, &format!("jwt_auth: shared JWKS unreadable: {e}"));
+                log(
+                    Level::Error,
+                    &format!("jwt_auth: shared JWKS unreadable: {e}"),
+                );
                 return false;
             }
         }
@@ -379,7 +525,8 @@ mod tests {
                 return None;
             }
             self.next += 1;
-            self.sent.push((cluster.into(), authority.into(), path.into()));
+            self.sent
+                .push((cluster.into(), authority.into(), path.into()));
             Some(self.next)
         }
     }
@@ -404,8 +551,24 @@ mod tests {
         store.on_tick(now, &mut w.shared, calls, &mut w.metrics, &|_, _| {})
     }
 
-    fn answer(store: &mut KeyStore, w: &mut World, token: u32, status: u32, body: &str, now: u64) -> Option<Changed> {
-        store.on_response(token, Some(status), Some(body.as_bytes()), now, &mut w.shared, &mut w.metrics, &|_, _| {})
+    fn answer(
+        store: &mut KeyStore,
+        w: &mut World,
+        token: u32,
+        status: u32,
+        body: &str,
+        now: u64,
+    ) -> Option<Changed> {
+        store.on_response(
+            token,
+            Some(status),
+            Some(body.as_bytes()),
+            now,
+            &mut w.shared,
+            &mut Calls::default(),
+            &mut w.metrics,
+            &|_, _| {},
+        )
     }
 
     const S: u64 = NANOS;
@@ -413,15 +576,24 @@ mod tests {
     #[test]
     fn one_worker_fetches_for_all() {
         let cfg = config();
-        let mut w = World { shared: FakeSharedData::default(), metrics: FakeMetrics::default() };
+        let mut w = World {
+            shared: FakeSharedData::default(),
+            metrics: FakeMetrics::default(),
+        };
         let (mut a, mut b) = (KeyStore::new(&cfg), KeyStore::new(&cfg));
         let (mut ca, mut cb) = (Calls::default(), Calls::default());
         tick(&mut a, &mut w, &mut ca, S);
         tick(&mut b, &mut w, &mut cb, S);
-        assert_eq!(ca.sent, [("jwks".into(), "idp:8081".into(), "/jwks.json".into())]);
+        assert_eq!(
+            ca.sent,
+            [("jwks".into(), "idp:8081".into(), "/jwks.json".into())]
+        );
         assert!(cb.sent.is_empty(), "the lease is held");
         let set_a = jwks(&[Key::get(KeyName::RsaA)]);
-        assert_eq!(answer(&mut a, &mut w, 1, 200, &set_a, S + 1), Some(Changed { wake: true }));
+        assert_eq!(
+            answer(&mut a, &mut w, 1, 200, &set_a, S + 1),
+            Some(Changed { wake: true })
+        );
         assert!(a.set(0).is_some());
         assert_eq!(a.version(0), 1);
         assert_eq!(tick(&mut b, &mut w, &mut cb, 2 * S), Changed { wake: true });
@@ -437,14 +609,20 @@ mod tests {
         // Same content: no new version, so cached tokens survive.
         answer(&mut b, &mut w, 1, 200, &set_a, 82 * S);
         assert_eq!(b.version(0), 1);
-        assert_eq!(tick(&mut a, &mut w, &mut ca, 83 * S), Changed { wake: true });
+        assert_eq!(
+            tick(&mut a, &mut w, &mut ca, 83 * S),
+            Changed { wake: true }
+        );
         assert_eq!(a.version(0), 1);
     }
 
     #[test]
     fn stale_if_error_and_garbage() {
         let cfg = config();
-        let mut w = World { shared: FakeSharedData::default(), metrics: FakeMetrics::default() };
+        let mut w = World {
+            shared: FakeSharedData::default(),
+            metrics: FakeMetrics::default(),
+        };
         let mut a = KeyStore::new(&cfg);
         let mut c = Calls::default();
         tick(&mut a, &mut w, &mut c, S);
@@ -463,24 +641,49 @@ mod tests {
         assert!(a.set(0).is_some());
         assert_eq!(a.version(0), 1);
         assert_eq!(w.metrics.values["jwt_auth.jwks.fetch_failed"], 3);
-        assert_eq!(answer(&mut a, &mut w, 99, 200, "{}", S), None, "not our call");
+        assert_eq!(
+            answer(&mut a, &mut w, 99, 200, "{}", S),
+            None,
+            "not our call"
+        );
     }
 
     #[test]
     fn no_keys_yet_retries_every_second() {
         let cfg = config();
-        let mut w = World { shared: FakeSharedData::default(), metrics: FakeMetrics::default() };
+        let mut w = World {
+            shared: FakeSharedData::default(),
+            metrics: FakeMetrics::default(),
+        };
         let mut a = KeyStore::new(&cfg);
         let mut c = Calls::default();
         tick(&mut a, &mut w, &mut c, S);
         assert!(a.busy());
-        a.on_response(1, None, None, S, &mut w.shared, &mut w.metrics, &|_, _| {});
+        a.on_response(
+            1,
+            None,
+            None,
+            S,
+            &mut w.shared,
+            &mut Calls::default(),
+            &mut w.metrics,
+            &|_, _| {},
+        );
         tick(&mut a, &mut w, &mut c, S + S / 2);
         assert_eq!(c.sent.len(), 1);
         tick(&mut a, &mut w, &mut c, 2 * S + 1);
         assert_eq!(c.sent.len(), 2);
         c.refuse = true;
-        a.on_response(2, None, None, 2 * S + 1, &mut w.shared, &mut w.metrics, &|_, _| {});
+        a.on_response(
+            2,
+            None,
+            None,
+            2 * S + 1,
+            &mut w.shared,
+            &mut Calls::default(),
+            &mut w.metrics,
+            &|_, _| {},
+        );
         tick(&mut a, &mut w, &mut c, 4 * S);
         assert_eq!(w.metrics.values["jwt_auth.jwks.fetch_failed"], 3);
     }
@@ -488,7 +691,10 @@ mod tests {
     #[test]
     fn unknown_kid_refetch_is_rate_limited_across_workers() {
         let cfg = config();
-        let mut w = World { shared: FakeSharedData::default(), metrics: FakeMetrics::default() };
+        let mut w = World {
+            shared: FakeSharedData::default(),
+            metrics: FakeMetrics::default(),
+        };
         let (mut a, mut b) = (KeyStore::new(&cfg), KeyStore::new(&cfg));
         let (mut ca, mut cb) = (Calls::default(), Calls::default());
         tick(&mut a, &mut w, &mut ca, S);
@@ -499,16 +705,96 @@ mod tests {
         assert!(a.request_refetch(0, 10 * S), "joins the pending refetch");
         tick(&mut a, &mut w, &mut ca, 10 * S);
         assert_eq!(ca.sent.len(), 2);
-        answer(&mut a, &mut w, 2, 200, &jwks(&[Key::get(KeyName::RsaA), Key::get(KeyName::RsaB)]), 10 * S);
+        answer(
+            &mut a,
+            &mut w,
+            2,
+            200,
+            &jwks(&[Key::get(KeyName::RsaA), Key::get(KeyName::RsaB)]),
+            10 * S,
+        );
         assert_eq!(a.version(0), 2);
         assert!(!a.busy());
         // Worker B also wants one, 5 s later: refused by the shared limit.
         assert!(b.request_refetch(0, 15 * S));
-        assert_eq!(tick(&mut b, &mut w, &mut cb, 15 * S), Changed { wake: true });
+        assert_eq!(
+            tick(&mut b, &mut w, &mut cb, 15 * S),
+            Changed { wake: true }
+        );
         assert!(cb.sent.is_empty());
         assert_eq!(b.version(0), 2, "but it picked up A's new set");
         assert!(!b.request_refetch(0, 16 * S), "locally rate-limited now");
         assert!(!a.request_refetch(0, 20 * S));
         assert!(a.request_refetch(0, 41 * S));
+    }
+
+    #[test]
+    fn oidc_discovery_finds_the_jwks() {
+        let cfg = Config::parse(
+            json!({"providers": {"o": {"issuer": "https://idp.test",
+                "oidc_discovery": {"cluster": "idp", "cache_duration": "100s"}}}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut w = World {
+            shared: FakeSharedData::default(),
+            metrics: FakeMetrics::default(),
+        };
+        let mut a = KeyStore::new(&cfg);
+        let mut c = Calls::default();
+        tick(&mut a, &mut w, &mut c, S);
+        assert_eq!(c.sent[0].2, "/.well-known/openid-configuration");
+        let doc = json!({"issuer": "https://idp.test", "jwks_uri": "https://keys.idp.test/certs"})
+            .to_string();
+        let changed = a.on_response(
+            1,
+            Some(200),
+            Some(doc.as_bytes()),
+            S,
+            &mut w.shared,
+            &mut c,
+            &mut w.metrics,
+            &|_, _| {},
+        );
+        assert_eq!(changed, Some(Changed { wake: false }));
+        assert_eq!(
+            c.sent[1],
+            ("idp".into(), "keys.idp.test".into(), "/certs".into())
+        );
+        let set = jwks(&[Key::get(KeyName::RsaA)]);
+        a.on_response(
+            2,
+            Some(200),
+            Some(set.as_bytes()),
+            S,
+            &mut w.shared,
+            &mut c,
+            &mut w.metrics,
+            &|_, _| {},
+        );
+        assert!(a.set(0).is_some());
+        // A document naming another issuer is refused.
+        let mut b = KeyStore::new(&cfg);
+        let mut w2 = World {
+            shared: FakeSharedData::default(),
+            metrics: FakeMetrics::default(),
+        };
+        let mut c2 = Calls::default();
+        tick(&mut b, &mut w2, &mut c2, S);
+        let evil =
+            json!({"issuer": "https://evil.test", "jwks_uri": "https://evil.test/k"}).to_string();
+        b.on_response(
+            1,
+            Some(200),
+            Some(evil.as_bytes()),
+            S,
+            &mut w2.shared,
+            &mut c2,
+            &mut w2.metrics,
+            &|_, _| {},
+        );
+        assert_eq!(c2.sent.len(), 1);
+        assert_eq!(w2.metrics.values["jwt_auth.jwks.fetch_failed"], 1);
     }
 }

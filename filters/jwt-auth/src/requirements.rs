@@ -64,7 +64,10 @@ impl RequirementJson {
         depth: usize,
     ) -> Result<Requirement, ConfigError> {
         if depth > MAX_DEPTH {
-            return Err(ConfigError::at("", format!("nested deeper than {MAX_DEPTH}")));
+            return Err(ConfigError::at(
+                "",
+                format!("nested deeper than {MAX_DEPTH}"),
+            ));
         }
         let set = [
             self.provider_name.is_some(),
@@ -83,7 +86,9 @@ impl RequirementJson {
             return providers
                 .get(name)
                 .map(|i| Requirement::Provider(*i))
-                .ok_or_else(|| ConfigError::at("provider_name", format!("no provider named `{name}`")));
+                .ok_or_else(|| {
+                    ConfigError::at("provider_name", format!("no provider named `{name}`"))
+                });
         }
         let list = |l: &RequirementList, field: &str| -> Result<Vec<Requirement>, ConfigError> {
             if l.requirements.len() < 2 {
@@ -233,8 +238,9 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn compile(v: serde_json::Value) -> Result<Requirement, ConfigError> {
-        let providers: BTreeMap<String, usize> =
-            [("a".to_string(), 0), ("b".to_string(), 1)].into_iter().collect();
+        let providers: BTreeMap<String, usize> = [("a".to_string(), 0), ("b".to_string(), 1)]
+            .into_iter()
+            .collect();
         let r: RequirementJson = serde_json::from_value(v).unwrap();
         r.compile(&providers)
     }
@@ -247,14 +253,27 @@ mod tests {
 
     #[test]
     fn compiles_envoy_shapes() {
-        assert_eq!(compile(json!({"provider_name":"a"})).unwrap(), Requirement::Provider(0));
-        let any = compile(json!({"requires_any":{"requirements":[{"provider_name":"a"},{"allow_missing":{}}]}})).unwrap();
-        assert_eq!(any, Requirement::Any(vec![Requirement::Provider(0), Requirement::AllowMissing]));
-        let e = compile(json!({"requires_all":{"requirements":[{"provider_name":"a"},{"provider_name":"zz"}]}})).unwrap_err();
+        assert_eq!(
+            compile(json!({"provider_name":"a"})).unwrap(),
+            Requirement::Provider(0)
+        );
+        let any = compile(
+            json!({"requires_any":{"requirements":[{"provider_name":"a"},{"allow_missing":{}}]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            any,
+            Requirement::Any(vec![Requirement::Provider(0), Requirement::AllowMissing])
+        );
+        let e = compile(
+            json!({"requires_all":{"requirements":[{"provider_name":"a"},{"provider_name":"zz"}]}}),
+        )
+        .unwrap_err();
         assert_eq!(e.path, "requires_all.requirements[1].provider_name");
         assert!(compile(json!({})).is_err());
         assert!(compile(json!({"provider_name":"a","allow_missing":{}})).is_err());
-        let r: Result<RequirementJson, _> = serde_json::from_value(json!({"provider_and_audiences":{}}));
+        let r: Result<RequirementJson, _> =
+            serde_json::from_value(json!({"provider_and_audiences":{}}));
         assert!(r.is_err());
     }
 
@@ -263,37 +282,74 @@ mod tests {
         use ProviderOutcome::*;
         let a = Requirement::Provider(0);
         assert_eq!(eval(&a, Missing, Missing), Outcome::Missing);
-        assert_eq!(eval(&a, Verified("x"), Missing), Outcome::Allowed(vec!["x"]));
-        assert_eq!(eval(&a, Failed(Reason::Expired), Missing), Outcome::Failed(Reason::Expired));
+        assert_eq!(
+            eval(&a, Verified("x"), Missing),
+            Outcome::Allowed(vec!["x"])
+        );
+        assert_eq!(
+            eval(&a, Failed(Reason::Expired), Missing),
+            Outcome::Failed(Reason::Expired)
+        );
 
         let any = Requirement::Any(vec![Requirement::Provider(0), Requirement::Provider(1)]);
-        assert_eq!(eval(&any, Failed(Reason::IssuerMismatch), Verified("b")), Outcome::Allowed(vec!["b"]));
-        assert_eq!(eval(&any, Missing, Failed(Reason::Expired)), Outcome::Failed(Reason::Expired));
-        assert_eq!(eval(&any, NeedKeys, Failed(Reason::Expired)), Outcome::NeedKeys);
+        assert_eq!(
+            eval(&any, Failed(Reason::IssuerMismatch), Verified("b")),
+            Outcome::Allowed(vec!["b"])
+        );
+        assert_eq!(
+            eval(&any, Missing, Failed(Reason::Expired)),
+            Outcome::Failed(Reason::Expired)
+        );
+        assert_eq!(
+            eval(&any, NeedKeys, Failed(Reason::Expired)),
+            Outcome::NeedKeys
+        );
         assert_eq!(eval(&any, Missing, Missing), Outcome::Missing);
 
         let all = Requirement::All(vec![Requirement::Provider(0), Requirement::Provider(1)]);
-        assert_eq!(eval(&all, Verified("a"), Verified("b")), Outcome::Allowed(vec!["a", "b"]));
+        assert_eq!(
+            eval(&all, Verified("a"), Verified("b")),
+            Outcome::Allowed(vec!["a", "b"])
+        );
         assert_eq!(eval(&all, Verified("a"), Missing), Outcome::Missing);
         assert_eq!(eval(&all, NeedKeys, Missing), Outcome::Missing);
         assert_eq!(eval(&all, NeedKeys, Verified("b")), Outcome::NeedKeys);
 
         let m = Requirement::AllowMissing;
         assert_eq!(eval(&m, Missing, Missing), Outcome::Allowed(vec![]));
-        assert_eq!(eval(&m, Failed(Reason::BadSignature), Missing), Outcome::Failed(Reason::BadSignature));
-        assert_eq!(eval(&m, Failed(Reason::IssuerMismatch), Verified("b")), Outcome::Allowed(vec!["b"]));
         assert_eq!(
-            eval(&m, Failed(Reason::IssuerMismatch), Failed(Reason::IssuerMismatch)),
+            eval(&m, Failed(Reason::BadSignature), Missing),
+            Outcome::Failed(Reason::BadSignature)
+        );
+        assert_eq!(
+            eval(&m, Failed(Reason::IssuerMismatch), Verified("b")),
+            Outcome::Allowed(vec!["b"])
+        );
+        assert_eq!(
+            eval(
+                &m,
+                Failed(Reason::IssuerMismatch),
+                Failed(Reason::IssuerMismatch)
+            ),
             Outcome::Failed(Reason::IssuerMismatch)
         );
         let mf = Requirement::AllowMissingOrFailed;
-        assert_eq!(eval(&mf, Failed(Reason::BadSignature), Missing), Outcome::Allowed(vec![]));
-        assert_eq!(eval(&mf, Verified("a"), Missing), Outcome::Allowed(vec!["a"]));
+        assert_eq!(
+            eval(&mf, Failed(Reason::BadSignature), Missing),
+            Outcome::Allowed(vec![])
+        );
+        assert_eq!(
+            eval(&mf, Verified("a"), Missing),
+            Outcome::Allowed(vec!["a"])
+        );
         assert_eq!(eval(&mf, NeedKeys, Missing), Outcome::NeedKeys);
 
         // The common "optional token" idiom.
         let optional = Requirement::Any(vec![Requirement::Provider(0), Requirement::AllowMissing]);
         assert_eq!(eval(&optional, Missing, Missing), Outcome::Allowed(vec![]));
-        assert_eq!(eval(&optional, Failed(Reason::Expired), Missing), Outcome::Failed(Reason::Expired));
+        assert_eq!(
+            eval(&optional, Failed(Reason::Expired), Missing),
+            Outcome::Failed(Reason::Expired)
+        );
     }
 }

@@ -43,7 +43,8 @@ impl Rejection {
     }
 
     pub fn send(&self, host: &mut dyn HttpHost) {
-        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         host.send_response(self.status, &headers, self.body.as_bytes());
     }
 }
@@ -76,7 +77,9 @@ mod tests {
         assert_eq!(body["status"], 401);
         let r = Rejection::new(Reason::InsufficientScope, "api");
         assert_eq!(r.status, 403);
-        assert!(challenge(&r).unwrap().contains("error=\"insufficient_scope\""));
+        assert!(challenge(&r)
+            .unwrap()
+            .contains("error=\"insufficient_scope\""));
         let r = Rejection::new(Reason::KeysUnavailable, "api");
         assert_eq!(r.status, 503);
         assert_eq!(challenge(&r), None);

@@ -130,6 +130,8 @@ impl Reason {
 
     pub fn status(self) -> u32 {
         match self {
+            // As Envoy's jwt_authn: a valid token meant for another API.
+            Reason::AudienceMismatch => 403,
             Reason::InsufficientScope | Reason::PeerNotAllowed => 403,
             Reason::KeysUnavailable | Reason::Overloaded => 503,
             _ => 401,
@@ -176,6 +178,11 @@ mod tests {
         assert_eq!(Reason::TokenMissing.bearer_error(), None);
         assert_eq!(Reason::Expired.bearer_error(), Some("invalid_token"));
         assert_eq!(Reason::InsufficientScope.status(), 403);
+        assert_eq!(Reason::AudienceMismatch.status(), 403);
+        assert_eq!(
+            Reason::AudienceMismatch.bearer_error(),
+            Some("invalid_token")
+        );
         assert_eq!(Reason::KeysUnavailable.status(), 503);
     }
 }

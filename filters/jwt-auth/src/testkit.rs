@@ -123,8 +123,12 @@ impl Key {
                 s.to_bytes().to_vec()
             }
             (Secret::Ed25519(kp), _) => kp.sk.sign(input, None).to_vec(),
-            (Secret::Hmac(k), Alg::HS256) => Hs256.sign(&Hs256Key::new(k), input).as_bytes().into_owned(),
-            (Secret::Hmac(k), Alg::HS384) => Hs384.sign(&Hs384Key::new(k), input).as_bytes().into_owned(),
+            (Secret::Hmac(k), Alg::HS256) => {
+                Hs256.sign(&Hs256Key::new(k), input).as_bytes().into_owned()
+            }
+            (Secret::Hmac(k), Alg::HS384) => {
+                Hs384.sign(&Hs384Key::new(k), input).as_bytes().into_owned()
+            }
             (Secret::Hmac(k), _) => Hs512.sign(&Hs512Key::new(k), input).as_bytes().into_owned(),
         }
     }

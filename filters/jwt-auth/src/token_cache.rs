@@ -64,7 +64,12 @@ impl TokenCache {
     }
 
     /// The verified payload, if cached under the current key set and alive.
-    pub fn get(&mut self, key: &CacheKey, key_version: u64, now: i64) -> Option<Rc<Map<String, Value>>> {
+    pub fn get(
+        &mut self,
+        key: &CacheKey,
+        key_version: u64,
+        now: i64,
+    ) -> Option<Rc<Map<String, Value>>> {
         let e = self.map.get(key)?;
         if e.key_version == key_version && now < e.expires_at {
             return Some(e.payload.clone());
@@ -166,7 +171,9 @@ mod tests {
         c.insert(cache_key(0, b"b"), 1, Some(500), 100, payload(), 5000);
         assert!(c.is_empty());
         c.insert(cache_key(0, b"c"), 1, None, 100, payload(), 10);
-        assert!(c.get(&cache_key(0, b"c"), 1, 100 + NO_EXP_TTL - 1).is_some());
+        assert!(c
+            .get(&cache_key(0, b"c"), 1, 100 + NO_EXP_TTL - 1)
+            .is_some());
         assert!(c.get(&cache_key(0, b"c"), 1, 100 + NO_EXP_TTL).is_none());
         let mut off = TokenCache::new(0, 1000);
         off.insert(cache_key(0, b"a"), 1, Some(500), 100, payload(), 10);
@@ -177,14 +184,28 @@ mod tests {
     fn bounded_in_entries_and_bytes() {
         let mut c = TokenCache::new(3, 1 << 20);
         for i in 0..100u32 {
-            c.insert(cache_key(0, &i.to_le_bytes()), 1, Some(1000), 1, payload(), 10);
+            c.insert(
+                cache_key(0, &i.to_le_bytes()),
+                1,
+                Some(1000),
+                1,
+                payload(),
+                10,
+            );
             assert!(c.len() <= 3);
         }
         assert!(c.get(&cache_key(0, &99u32.to_le_bytes()), 1, 2).is_some());
         assert!(c.get(&cache_key(0, &0u32.to_le_bytes()), 1, 2).is_none());
         let mut c = TokenCache::new(1000, 10 * (ENTRY_OVERHEAD + 100));
         for i in 0..100u32 {
-            c.insert(cache_key(0, &i.to_le_bytes()), 1, Some(1000), 1, payload(), 100);
+            c.insert(
+                cache_key(0, &i.to_le_bytes()),
+                1,
+                Some(1000),
+                1,
+                payload(),
+                100,
+            );
             assert!(c.bytes() <= 10 * (ENTRY_OVERHEAD + 100));
         }
         assert_eq!(c.len(), 10);

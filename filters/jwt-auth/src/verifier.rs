@@ -67,7 +67,8 @@ pub fn pure_verify(alg: Alg, key: &Jwk, message: &[u8], signature: &[u8]) -> boo
             let Ok(rsa_alg) = alg.name().parse::<Rsa>() else {
                 return false;
             };
-            sig::<RsaSignature>(signature).is_some_and(|s| rsa_alg.verify_signature(&s, key, message))
+            sig::<RsaSignature>(signature)
+                .is_some_and(|s| rsa_alg.verify_signature(&s, key, message))
         }
         (KeyMaterial::P256 { key, .. }, Alg::ES256) => sig::<p256::ecdsa::Signature>(signature)
             .is_some_and(|s| Es256.verify_signature(&s, key, message)),
@@ -79,18 +80,12 @@ pub fn pure_verify(alg: Alg, key: &Jwk, message: &[u8], signature: &[u8]) -> boo
         }
         (KeyMaterial::Ed25519(pk), Alg::EdDSA) => sig::<ed25519_compact::Signature>(signature)
             .is_some_and(|s| Ed25519.verify_signature(&s, pk, message)),
-        (KeyMaterial::Oct(k), Alg::HS256) => {
-            sig::<<Hs256 as Algorithm>::Signature>(signature)
-                .is_some_and(|s| Hs256.verify_signature(&s, &Hs256Key::new(k), message))
-        }
-        (KeyMaterial::Oct(k), Alg::HS384) => {
-            sig::<<Hs384 as Algorithm>::Signature>(signature)
-                .is_some_and(|s| Hs384.verify_signature(&s, &Hs384Key::new(k), message))
-        }
-        (KeyMaterial::Oct(k), Alg::HS512) => {
-            sig::<<Hs512 as Algorithm>::Signature>(signature)
-                .is_some_and(|s| Hs512.verify_signature(&s, &Hs512Key::new(k), message))
-        }
+        (KeyMaterial::Oct(k), Alg::HS256) => sig::<<Hs256 as Algorithm>::Signature>(signature)
+            .is_some_and(|s| Hs256.verify_signature(&s, &Hs256Key::new(k), message)),
+        (KeyMaterial::Oct(k), Alg::HS384) => sig::<<Hs384 as Algorithm>::Signature>(signature)
+            .is_some_and(|s| Hs384.verify_signature(&s, &Hs384Key::new(k), message)),
+        (KeyMaterial::Oct(k), Alg::HS512) => sig::<<Hs512 as Algorithm>::Signature>(signature)
+            .is_some_and(|s| Hs512.verify_signature(&s, &Hs512Key::new(k), message)),
         _ => false,
     }
 }
@@ -193,7 +188,10 @@ mod tests {
     #[test]
     fn ecdsa_with_zero_r_and_s_is_refused() {
         // CVE-2022-21449 ("psychic signatures").
-        for (name, alg, len) in [(KeyName::P256, Alg::ES256, 64), (KeyName::P384, Alg::ES384, 96)] {
+        for (name, alg, len) in [
+            (KeyName::P256, Alg::ES256, 64),
+            (KeyName::P384, Alg::ES384, 96),
+        ] {
             let key = Key::get(name);
             let set = set(std::slice::from_ref(&key));
             let t = key.token(alg, &claims(json!({})));
@@ -209,7 +207,12 @@ mod tests {
         let t = keys[0].token(Alg::RS256, &claims(json!({})));
         let jws = Jws::parse(t.as_bytes()).unwrap();
         for k in &set.keys[1..] {
-            assert!(!pure_verify(Alg::RS256, k, jws.signing_input(t.as_bytes()), &jws.signature));
+            assert!(!pure_verify(
+                Alg::RS256,
+                k,
+                jws.signing_input(t.as_bytes()),
+                &jws.signature
+            ));
         }
     }
 
@@ -219,8 +222,39 @@ mod tests {
         let set = set(&keys);
         let t = keys[1].token(Alg::ES256, &claims(json!({})));
         let jws = Jws::parse(t.as_bytes()).unwrap();
-        let (ok, by) = verify(&PureRust, Alg::ES256, &set.keys[1], jws.signing_input(t.as_bytes()), &jws.signature);
+        let (ok, by) = verify(
+            &PureRust,
+            Alg::ES256,
+            &set.keys[1],
+            jws.signing_input(t.as_bytes()),
+            &jws.signature,
+        );
         assert!(ok);
         assert_eq!(by, VerifiedBy::Pure);
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod proptests {
+    use super::*;
+    use crate::key_set::{JwksOptions, KeySet};
+    use crate::testkit::{jwks, Key, KeyName};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any signature bytes, any algorithm, any key: an answer, never a panic.
+        #[test]
+        fn never_panics_on_signature_bytes(sig in proptest::collection::vec(any::<u8>(), 0..600), alg in 0usize..12) {
+            let keys: Vec<Key> = [KeyName::RsaA, KeyName::P256, KeyName::P384, KeyName::Ed25519, KeyName::Hmac]
+                .into_iter()
+                .map(Key::get)
+                .collect();
+            let opts = JwksOptions { allow_oct: true, min_rsa_bits: 2048, strict: true };
+            let set = KeySet::parse(jwks(&keys).as_bytes(), opts).unwrap();
+            let alg = Alg::ALL[alg];
+            for k in &set.keys {
+                prop_assert!(!pure_verify(alg, k, b"message", &sig));
+            }
+        }
     }
 }

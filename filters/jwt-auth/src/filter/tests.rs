@@ -11,10 +11,15 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 const NANOS: u64 = 1_000_000_000;
 
 fn all_keys() -> Vec<Key> {
-    [KeyName::RsaA, KeyName::P256, KeyName::P384, KeyName::Ed25519]
-        .into_iter()
-        .map(Key::get)
-        .collect()
+    [
+        KeyName::RsaA,
+        KeyName::P256,
+        KeyName::P384,
+        KeyName::Ed25519,
+    ]
+    .into_iter()
+    .map(Key::get)
+    .collect()
 }
 
 fn local_config(extra_provider: Value, rules: Value) -> Config {
@@ -78,7 +83,13 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> FakeHost {
 
 fn run(auth: &mut JwtAuth, mut host: FakeHost, metrics: &mut FakeMetrics) -> Run {
     let mut ctx = RequestContext::default();
-    let check = auth.check(&mut host, &mut ctx, &verifier::PureRust, metrics, Mode::MayWait);
+    let check = auth.check(
+        &mut host,
+        &mut ctx,
+        &verifier::PureRust,
+        metrics,
+        Mode::MayWait,
+    );
     Run { host, ctx, check }
 }
 
@@ -97,7 +108,11 @@ fn every_algorithm_passes_through_the_filter() {
     for key in all_keys() {
         for alg in key.algs() {
             let t = key.token(alg, &claims(json!({})));
-            let r = run(&mut a, request("GET", "/x", &[("authorization", &bearer(&t))]), &mut m);
+            let r = run(
+                &mut a,
+                request("GET", "/x", &[("authorization", &bearer(&t))]),
+                &mut m,
+            );
             assert_eq!(r.check, Check::Continue, "{alg}");
             assert_eq!(r.ctx.identity.as_ref().unwrap().subject, "alice");
         }
@@ -122,14 +137,21 @@ fn missing_token_is_401_with_a_challenge() {
 
 #[test]
 fn unmatched_and_open_routes_need_no_token() {
-    let a_cfg = local_config(json!({}), json!([{"match": {"prefix": "/api"}, "requires": {"provider_name": "main"}}]));
+    let a_cfg = local_config(
+        json!({}),
+        json!([{"match": {"prefix": "/api"}, "requires": {"provider_name": "main"}}]),
+    );
     let mut a = JwtAuth::new(Rc::new(a_cfg));
     let mut m = FakeMetrics::default();
     let r = run(&mut a, request("GET", "/other", &[]), &mut m);
     assert_eq!(r.check, Check::Continue);
     assert_eq!(r.ctx.jwt.unwrap().outcome, "unauthenticated");
     let mut a = auth();
-    let r = run(&mut a, request("GET", "/public/x", &[("authorization", "Bearer garbage")]), &mut m);
+    let r = run(
+        &mut a,
+        request("GET", "/public/x", &[("authorization", "Bearer garbage")]),
+        &mut m,
+    );
     assert_eq!(r.check, Check::Continue);
     assert!(r.ctx.identity.is_none());
 }
@@ -159,23 +181,88 @@ fn attacks_are_rejected_with_precise_reasons() {
         &c,
     );
     let cases: Vec<(String, Reason)> = vec![
-        (format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&c)), Reason::AlgNotAllowed),
-        (format!("{}.{}.{sig}", b64(&json!({"alg": "none"})), b64(&c)), Reason::AlgNotAllowed),
-        (format!("{}.{}.{sig}", b64(&json!({"alg": "NoNe", "kid": "rsa-a"})), b64(&c)), Reason::AlgNotAllowed),
+        (
+            format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&c)),
+            Reason::AlgNotAllowed,
+        ),
+        (
+            format!("{}.{}.{sig}", b64(&json!({"alg": "none"})), b64(&c)),
+            Reason::AlgNotAllowed,
+        ),
+        (
+            format!(
+                "{}.{}.{sig}",
+                b64(&json!({"alg": "NoNe", "kid": "rsa-a"})),
+                b64(&c)
+            ),
+            Reason::AlgNotAllowed,
+        ),
         (confused, Reason::AlgNotAllowed),
         (embedded, Reason::BadSignature),
-        (rsa.sign_with_header(Alg::RS256, &json!({"alg": "RS256", "kid": "../../etc/passwd"}), &c), Reason::UnknownKid),
-        (rsa.sign_with_header(Alg::RS256, &json!({"alg": "RS256", "kid": "ec-256"}), &c), Reason::NoMatchingKey),
-        (rsa.sign_with_header(Alg::RS256, &json!({"alg": "RS256", "kid": "rsa-a' OR 1=1"}), &c), Reason::UnknownKid),
-        (format!("{head}.{}.{sig}", b64(&claims(json!({"sub": "admin"})))), Reason::BadSignature),
-        (format!("{head}.{}.{}", good.split('.').nth(1).unwrap(), "A".repeat(342)), Reason::BadSignature),
-        (rsa.sign_with_header(Alg::RS256, &json!({"alg": "RS256", "crit": ["b64"], "b64": false}), &c), Reason::UnsupportedCrit),
-        (rsa.token(Alg::RS256, &claims(json!({"exp": NOW - 61}))), Reason::Expired),
-        (rsa.token(Alg::RS256, &claims(json!({"nbf": NOW + 61}))), Reason::NotYetValid),
-        (rsa.token(Alg::RS256, &claims(json!({"exp": "soon"}))), Reason::BadTimeClaim),
-        (rsa.token(Alg::RS256, &claims(json!({"exp": 1e300}))), Reason::BadTimeClaim),
-        (rsa.token(Alg::RS256, &claims(json!({"iss": "https://evil"}))), Reason::IssuerMismatch),
-        (rsa.token(Alg::RS256, &claims(json!({"aud": ["other"]}))), Reason::AudienceMismatch),
+        (
+            rsa.sign_with_header(
+                Alg::RS256,
+                &json!({"alg": "RS256", "kid": "../../etc/passwd"}),
+                &c,
+            ),
+            Reason::UnknownKid,
+        ),
+        (
+            rsa.sign_with_header(Alg::RS256, &json!({"alg": "RS256", "kid": "ec-256"}), &c),
+            Reason::NoMatchingKey,
+        ),
+        (
+            rsa.sign_with_header(
+                Alg::RS256,
+                &json!({"alg": "RS256", "kid": "rsa-a' OR 1=1"}),
+                &c,
+            ),
+            Reason::UnknownKid,
+        ),
+        (
+            format!("{head}.{}.{sig}", b64(&claims(json!({"sub": "admin"})))),
+            Reason::BadSignature,
+        ),
+        (
+            format!(
+                "{head}.{}.{}",
+                good.split('.').nth(1).unwrap(),
+                "A".repeat(342)
+            ),
+            Reason::BadSignature,
+        ),
+        (
+            rsa.sign_with_header(
+                Alg::RS256,
+                &json!({"alg": "RS256", "crit": ["b64"], "b64": false}),
+                &c,
+            ),
+            Reason::UnsupportedCrit,
+        ),
+        (
+            rsa.token(Alg::RS256, &claims(json!({"exp": NOW - 61}))),
+            Reason::Expired,
+        ),
+        (
+            rsa.token(Alg::RS256, &claims(json!({"nbf": NOW + 61}))),
+            Reason::NotYetValid,
+        ),
+        (
+            rsa.token(Alg::RS256, &claims(json!({"exp": "soon"}))),
+            Reason::BadTimeClaim,
+        ),
+        (
+            rsa.token(Alg::RS256, &claims(json!({"exp": 1e300}))),
+            Reason::BadTimeClaim,
+        ),
+        (
+            rsa.token(Alg::RS256, &claims(json!({"iss": "https://evil"}))),
+            Reason::IssuerMismatch,
+        ),
+        (
+            rsa.token(Alg::RS256, &claims(json!({"aud": ["other"]}))),
+            Reason::AudienceMismatch,
+        ),
         ("x".repeat(70_000), Reason::Malformed),
         ("not a jwt".into(), Reason::Malformed),
     ];
@@ -185,14 +272,25 @@ fn attacks_are_rejected_with_precise_reasons() {
     let mut a = auth();
     let mut m = FakeMetrics::default();
     for (t, want) in cases.into_iter().chain([(zero, Reason::BadSignature)]) {
-        let r = run(&mut a, request("GET", "/x", &[("authorization", &bearer(&t))]), &mut m);
+        let r = run(
+            &mut a,
+            request("GET", "/x", &[("authorization", &bearer(&t))]),
+            &mut m,
+        );
         assert_eq!(r.reason(), Some(want), "{t:.80}");
-        assert_eq!(r.status(), Some(401));
+        assert_eq!(r.status(), Some(want.status()));
         let (_, headers, body) = r.host.sent.clone().unwrap();
-        let challenge = &headers.iter().find(|(k, _)| k == "www-authenticate").unwrap().1;
+        let challenge = &headers
+            .iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .unwrap()
+            .1;
         assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
         let body = String::from_utf8(body).unwrap();
-        assert!(!body.contains(t.get(..20).unwrap_or(&t)), "the token is never echoed");
+        assert!(
+            !body.contains(t.get(..20).unwrap_or(&t)),
+            "the token is never echoed"
+        );
         assert!(r.ctx.identity.is_none());
     }
 }
@@ -203,9 +301,17 @@ fn exp_boundary_with_skew() {
     let mut a = auth();
     let mut m = FakeMetrics::default();
     let at = |exp: i64| rsa.token(Alg::RS256, &claims(json!({"exp": exp})));
-    let r = run(&mut a, request("GET", "/x", &[("authorization", &bearer(&at(NOW - 60)))]), &mut m);
+    let r = run(
+        &mut a,
+        request("GET", "/x", &[("authorization", &bearer(&at(NOW - 60)))]),
+        &mut m,
+    );
     assert_eq!(r.check, Check::Continue);
-    let r = run(&mut a, request("GET", "/x", &[("authorization", &bearer(&at(NOW - 61)))]), &mut m);
+    let r = run(
+        &mut a,
+        request("GET", "/x", &[("authorization", &bearer(&at(NOW - 61)))]),
+        &mut m,
+    );
     assert_eq!(r.reason(), Some(Reason::Expired));
 }
 
@@ -214,22 +320,36 @@ fn garbage_and_non_utf8_headers_never_panic() {
     let mut a = auth();
     let mut m = FakeMetrics::default();
     let mut h = request("GET", "/x", &[]);
-    h.request_headers.push(("authorization".into(), b"Bearer \xff\xfe\x00.\x80.\x81".to_vec()));
+    h.request_headers.push((
+        "authorization".into(),
+        b"Bearer \xff\xfe\x00.\x80.\x81".to_vec(),
+    ));
     h.request_headers.push(("x-sub".into(), b"\xff".to_vec()));
     let r = run(&mut a, h, &mut m);
     assert_eq!(r.reason(), Some(Reason::Malformed));
     let many: Vec<String> = (0..10).map(|i| format!("Bearer t{i}")).collect();
-    let r = run(&mut a, request("GET", "/x", &[("authorization", &many.join(", "))]), &mut m);
+    let r = run(
+        &mut a,
+        request("GET", "/x", &[("authorization", &many.join(", "))]),
+        &mut m,
+    );
     assert_eq!(r.reason(), Some(Reason::TooManyTokens));
 }
 
 #[test]
 fn claims_are_forwarded_and_spoofed_headers_stripped() {
     let rsa = Key::get(KeyName::RsaA);
-    let t = rsa.token(Alg::RS256, &claims(json!({"org": {"tier": "gold"}, "roles": ["a", "b"], "scope": "read"})));
+    let t = rsa.token(
+        Alg::RS256,
+        &claims(json!({"org": {"tier": "gold"}, "roles": ["a", "b"], "scope": "read"})),
+    );
     let mut a = auth();
     let mut m = FakeMetrics::default();
-    let spoof = [("x-sub", "root"), ("x-tier", "platinum"), ("x-jwt-payload", "e30")];
+    let spoof = [
+        ("x-sub", "root"),
+        ("x-tier", "platinum"),
+        ("x-jwt-payload", "e30"),
+    ];
     let mut headers = spoof.to_vec();
     let auth_value = bearer(&t);
     headers.push(("authorization", &auth_value));
@@ -239,7 +359,11 @@ fn claims_are_forwarded_and_spoofed_headers_stripped() {
     assert_eq!(r.header("x-tier").as_deref(), Some("gold"));
     assert_eq!(r.header("x-roles").as_deref(), Some(r#"["a","b"]"#));
     assert_eq!(r.header("x-jwt-payload").as_deref(), t.split('.').nth(1));
-    assert_eq!(r.header("authorization"), None, "forward: false strips the token");
+    assert_eq!(
+        r.header("authorization"),
+        None,
+        "forward: false strips the token"
+    );
     let id = r.ctx.identity.unwrap();
     assert_eq!(id.issuer, "https://issuer.test");
     assert_eq!(id.claims["org.tier"], "gold");
@@ -255,12 +379,23 @@ fn claims_are_forwarded_and_spoofed_headers_stripped() {
 fn forward_true_keeps_the_token_and_query_tokens_are_removed() {
     let rsa = Key::get(KeyName::RsaA);
     let t = rsa.token(Alg::RS256, &claims(json!({})));
-    let mut a = JwtAuth::new(Rc::new(local_config(json!({"forward": true}), default_rules())));
+    let mut a = JwtAuth::new(Rc::new(local_config(
+        json!({"forward": true}),
+        default_rules(),
+    )));
     let mut m = FakeMetrics::default();
-    let r = run(&mut a, request("GET", "/x", &[("authorization", &bearer(&t))]), &mut m);
+    let r = run(
+        &mut a,
+        request("GET", "/x", &[("authorization", &bearer(&t))]),
+        &mut m,
+    );
     assert_eq!(r.header("authorization"), Some(bearer(&t)));
     let mut a = auth();
-    let r = run(&mut a, request("GET", &format!("/x?a=1&access_token={t}"), &[]), &mut m);
+    let r = run(
+        &mut a,
+        request("GET", &format!("/x?a=1&access_token={t}"), &[]),
+        &mut m,
+    );
     assert_eq!(r.check, Check::Continue);
     assert_eq!(r.header(":path").as_deref(), Some("/x?a=1"));
 }
@@ -273,13 +408,19 @@ fn authorization_by_method_and_path() {
     let mut a = auth();
     let mut m = FakeMetrics::default();
     let go = |a: &mut JwtAuth, m: &mut FakeMetrics, method: &str, t: &str| {
-        run(a, request(method, "/api/items", &[("authorization", &bearer(t))]), m)
+        run(
+            a,
+            request(method, "/api/items", &[("authorization", &bearer(t))]),
+            m,
+        )
     };
     assert_eq!(go(&mut a, &mut m, "GET", &reader).check, Check::Continue);
     let r = go(&mut a, &mut m, "POST", &reader);
     assert_eq!(r.status(), Some(403));
     let (_, headers, _) = r.host.sent.clone().unwrap();
-    assert!(headers.iter().any(|(k, v)| k == "www-authenticate" && v.contains("insufficient_scope")));
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "www-authenticate" && v.contains("insufficient_scope")));
     assert_eq!(go(&mut a, &mut m, "POST", &writer).check, Check::Continue);
     assert_eq!(m.values["jwt_auth.denied.insufficient_scope"], 1);
 }
@@ -293,14 +434,30 @@ fn optional_and_lenient_routes() {
     let mut m = FakeMetrics::default();
     let r = run(&mut a, request("GET", "/optional", &[]), &mut m);
     assert_eq!(r.check, Check::Continue);
-    let r = run(&mut a, request("GET", "/optional", &[("authorization", &bearer(&expired))]), &mut m);
+    let r = run(
+        &mut a,
+        request("GET", "/optional", &[("authorization", &bearer(&expired))]),
+        &mut m,
+    );
     assert_eq!(r.reason(), Some(Reason::Expired));
-    let r = run(&mut a, request("GET", "/optional", &[("authorization", &bearer(&good))]), &mut m);
+    let r = run(
+        &mut a,
+        request("GET", "/optional", &[("authorization", &bearer(&good))]),
+        &mut m,
+    );
     assert!(r.ctx.identity.is_some());
-    let r = run(&mut a, request("GET", "/lenient", &[("authorization", &bearer(&expired))]), &mut m);
+    let r = run(
+        &mut a,
+        request("GET", "/lenient", &[("authorization", &bearer(&expired))]),
+        &mut m,
+    );
     assert_eq!(r.check, Check::Continue);
     assert!(r.ctx.identity.is_none());
-    assert_eq!(r.header("authorization"), Some(bearer(&expired)), "a failed token is not touched");
+    assert_eq!(
+        r.header("authorization"),
+        Some(bearer(&expired)),
+        "a failed token is not touched"
+    );
 }
 
 #[test]
@@ -312,7 +469,11 @@ fn hmac_only_when_configured() {
     let mut m = FakeMetrics::default();
     for (alg, ok) in [(Alg::HS256, true), (Alg::HS512, true), (Alg::HS384, false)] {
         let t = hmac.token(alg, &claims(json!({})));
-        let r = run(&mut a, request("GET", "/", &[("authorization", &bearer(&t))]), &mut m);
+        let r = run(
+            &mut a,
+            request("GET", "/", &[("authorization", &bearer(&t))]),
+            &mut m,
+        );
         assert_eq!(r.check == Check::Continue, ok, "{alg}");
     }
 }
@@ -324,7 +485,15 @@ fn the_cache_skips_verification_but_not_the_claims() {
     let mut a = auth();
     let mut m = FakeMetrics::default();
     for _ in 0..3 {
-        assert_eq!(run(&mut a, request("GET", "/x", &[("authorization", &bearer(&t))]), &mut m).check, Check::Continue);
+        assert_eq!(
+            run(
+                &mut a,
+                request("GET", "/x", &[("authorization", &bearer(&t))]),
+                &mut m
+            )
+            .check,
+            Check::Continue
+        );
     }
     assert_eq!(m.values["jwt_auth.verify.pure"], 1);
     assert_eq!(m.values["jwt_auth.cache.hit"], 2);
@@ -342,14 +511,26 @@ fn peer_principals() {
     let mut a = JwtAuth::new(Rc::new(Config::parse(cfg.to_string().as_bytes()).unwrap()));
     let mut m = FakeMetrics::default();
     let mut h = request("GET", "/internal/x", &[]);
-    h.properties.insert("connection.uri_san_peer_certificate".into(), b"spiffe://cluster.local/ns/a/sa/web".to_vec());
+    h.properties.insert(
+        "connection.uri_san_peer_certificate".into(),
+        b"spiffe://cluster.local/ns/a/sa/web".to_vec(),
+    );
     let r = run(&mut a, h, &mut m);
     assert_eq!(r.check, Check::Continue);
-    assert_eq!(r.ctx.identity.unwrap().subject, "spiffe://cluster.local/ns/a/sa/web");
+    assert_eq!(
+        r.ctx.identity.unwrap().subject,
+        "spiffe://cluster.local/ns/a/sa/web"
+    );
     let mut h = request("GET", "/internal/x", &[]);
-    h.properties.insert("connection.uri_san_peer_certificate".into(), b"spiffe://cluster.local/ns/b/sa/x".to_vec());
+    h.properties.insert(
+        "connection.uri_san_peer_certificate".into(),
+        b"spiffe://cluster.local/ns/b/sa/x".to_vec(),
+    );
     assert_eq!(run(&mut a, h, &mut m).status(), Some(403));
-    assert_eq!(run(&mut a, request("GET", "/internal/x", &[]), &mut m).reason(), Some(Reason::PeerNotAllowed));
+    assert_eq!(
+        run(&mut a, request("GET", "/internal/x", &[]), &mut m).reason(),
+        Some(Reason::PeerNotAllowed)
+    );
 }
 
 #[test]
@@ -358,7 +539,11 @@ fn publishes_identity_as_filter_state() {
     let t = rsa.token(Alg::RS256, &claims(json!({})));
     let mut a = auth();
     let mut m = FakeMetrics::default();
-    let mut r = run(&mut a, request("GET", "/x", &[("authorization", &bearer(&t))]), &mut m);
+    let mut r = run(
+        &mut a,
+        request("GET", "/x", &[("authorization", &bearer(&t))]),
+        &mut m,
+    );
     publish(&mut r.host, &r.ctx);
     let id: Identity = serde_json::from_slice(&r.host.properties["portcullis.identity"]).unwrap();
     assert_eq!(id.subject, "alice");
@@ -401,7 +586,12 @@ mod remote {
         let mut m = FakeMetrics::default();
         let t = Key::get(KeyName::RsaA).token(Alg::RS256, &claims(json!({})));
         let (c, _) = check(&mut a, &t, Mode::MayWait, &mut m);
-        assert_eq!(c, Check::Wait { deadline: NOW as u64 * NANOS + 2 * NANOS });
+        assert_eq!(
+            c,
+            Check::Wait {
+                deadline: NOW as u64 * NANOS + 2 * NANOS
+            }
+        );
         let (c, h) = check(&mut a, &t, Mode::Final, &mut m);
         assert_eq!(c, Check::Responded(Reason::KeysUnavailable));
         assert_eq!(h.sent.unwrap().0, 503);
@@ -414,21 +604,67 @@ mod remote {
         let mut shared = FakeSharedData::default();
         let mut calls = Calls(0);
         let now = NOW as u64 * NANOS;
-        a.keys.on_tick(now, &mut shared, &mut calls, &mut m, &|_, _| {});
+        a.keys
+            .on_tick(now, &mut shared, &mut calls, &mut m, &|_, _| {});
         let old = jwks(&[Key::get(KeyName::RsaA)]);
-        a.keys.on_response(1, Some(200), Some(old.as_bytes()), now, &mut shared, &mut m, &|_, _| {});
+        a.keys.on_response(
+            1,
+            Some(200),
+            Some(old.as_bytes()),
+            now,
+            &mut shared,
+            &mut calls,
+            &mut m,
+            &|_, _| {},
+        );
         let rotated = Key::get(KeyName::RsaB).token(Alg::RS256, &claims(json!({})));
         let (c, _) = check(&mut a, &rotated, Mode::MayWait, &mut m);
         assert!(matches!(c, Check::Wait { .. }), "{c:?}");
-        a.keys.on_tick(now, &mut shared, &mut calls, &mut m, &|_, _| {});
+        a.keys
+            .on_tick(now, &mut shared, &mut calls, &mut m, &|_, _| {});
         assert_eq!(calls.0, 2, "one refetch");
         let new = jwks(&[Key::get(KeyName::RsaA), Key::get(KeyName::RsaB)]);
-        a.keys.on_response(2, Some(200), Some(new.as_bytes()), now, &mut shared, &mut m, &|_, _| {});
+        a.keys.on_response(
+            2,
+            Some(200),
+            Some(new.as_bytes()),
+            now,
+            &mut shared,
+            &mut calls,
+            &mut m,
+            &|_, _| {},
+        );
         let (c, _) = check(&mut a, &rotated, Mode::MayWait, &mut m);
         assert_eq!(c, Check::Continue);
         // Another unknown kid right after: rate-limited, rejected at once.
         let stranger = Key::get(KeyName::P256).token(Alg::ES256, &claims(json!({})));
         let (c, _) = check(&mut a, &stranger, Mode::MayWait, &mut m);
         assert_eq!(c, Check::Responded(Reason::UnknownKid));
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes in any token location: a decision, never a panic.
+        #[test]
+        fn any_header_bytes_get_a_decision(
+            value in proptest::collection::vec(any::<u8>(), 0..400),
+            query in "[ -~]{0,80}",
+        ) {
+            let mut a = auth();
+            let mut m = FakeMetrics::default();
+            let mut h = request("GET", &format!("/x?{query}"), &[]);
+            let mut bearer = b"Bearer ".to_vec();
+            bearer.extend_from_slice(&value);
+            h.request_headers.push(("authorization".into(), bearer));
+            h.request_headers.push(("authorization".into(), value.clone()));
+            h.request_headers.push(("cookie".into(), value));
+            let r = run(&mut a, h, &mut m);
+            prop_assert!(matches!(r.check, Check::Responded(_)));
+        }
     }
 }
