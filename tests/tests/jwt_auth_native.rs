@@ -222,7 +222,10 @@ async fn same_decisions_as_native_jwt_authn() {
     for (name, token) in &stricter {
         let n = status(&native, "/x", Some(token)).await;
         let o = status(&ours, "/x", Some(token)).await;
-        assert!(n == 200 && (o == 401 || o == 403), "{name}: native {n}, ours {o}");
+        assert!(
+            n == 200 && (o == 401 || o == 403),
+            "{name}: native {n}, ours {o}"
+        );
     }
     println!("{table}");
 }

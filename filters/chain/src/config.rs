@@ -4,7 +4,7 @@ use filter_common::{nest, parse_config, ConfigError};
 use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Config {
     pub audit_log: Option<audit_log::Config>,
     pub jwt_auth: Option<jwt_auth::Config>,

@@ -2,7 +2,7 @@
 //! matched case-insensitively per RFC 6750), query parameters and cookies.
 //! Values are bytes: a client may send anything.
 
-use filter_common::{HttpHost, RequestInfo};
+use filter_common::RequestInfo;
 
 /// One place a provider looks for tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +38,13 @@ pub fn default_locations() -> Vec<Location> {
 pub const MAX_TOKENS: usize = 4;
 
 /// Every distinct token at `locations`, in order, up to [`MAX_TOKENS`] + 1
-/// (so the caller can tell there were too many).
-pub fn extract(locations: &[Location], host: &dyn HttpHost, req: &RequestInfo) -> Vec<Found> {
+/// (so the caller can tell there were too many). `headers` are all the
+/// request's headers, read once per request.
+pub fn extract(
+    locations: &[Location],
+    headers: &[(String, Vec<u8>)],
+    req: &RequestInfo,
+) -> Vec<Found> {
     let mut out: Vec<Found> = Vec::new();
     let mut push = |token: &[u8], loc: &Location| {
         if token.is_empty() || out.iter().any(|f| f.token == token) {
@@ -52,12 +57,10 @@ pub fn extract(locations: &[Location], host: &dyn HttpHost, req: &RequestInfo) -
             });
         }
     };
-    let mut headers: Option<Vec<(String, Vec<u8>)>> = None;
     for loc in locations {
         match loc {
             Location::Header { name, prefix } => {
-                let all = headers.get_or_insert_with(|| host.request_headers());
-                for (_, v) in all.iter().filter(|(k, _)| k == name) {
+                for (_, v) in headers.iter().filter(|(k, _)| k == name) {
                     // A header may carry a comma-separated list (merged duplicates).
                     for item in v.split(|b| *b == b',') {
                         if let Some(t) = strip_prefix(trim(item), prefix.as_bytes()) {
@@ -74,8 +77,7 @@ pub fn extract(locations: &[Location], host: &dyn HttpHost, req: &RequestInfo) -
                 }
             }
             Location::Cookie(name) => {
-                let all = headers.get_or_insert_with(|| host.request_headers());
-                for (_, v) in all.iter().filter(|(k, _)| k == "cookie") {
+                for (_, v) in headers.iter().filter(|(k, _)| k == "cookie") {
                     for pair in v.split(|b| *b == b';') {
                         let pair = trim(pair);
                         if let Some(val) = pair
@@ -159,12 +161,13 @@ pub fn remove_param(path: &str, query: &str, name: &str) -> String {
 mod tests {
     use super::*;
     use filter_common::testing::FakeHost;
+    use filter_common::HttpHost;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn run(locs: &[Location], host: &FakeHost) -> Vec<String> {
         let req = RequestInfo::from_host(host);
-        extract(locs, host, &req)
+        extract(locs, &host.request_headers(), &req)
             .into_iter()
             .map(|f| String::from_utf8_lossy(&f.token).into_owned())
             .collect()
@@ -241,7 +244,7 @@ mod tests {
         h.request_headers
             .push(("authorization".into(), b"Bearer \xff\xfe".to_vec()));
         let req = RequestInfo::from_host(&h);
-        let found = extract(&default_locations(), &h, &req);
+        let found = extract(&default_locations(), &h.request_headers(), &req);
         assert_eq!(found[0].token, b"\xff\xfe");
     }
 

@@ -82,11 +82,16 @@ impl JwtAuth {
         mode: Mode,
     ) -> Check {
         let config = self.config.clone();
+        // All headers in one read; later steps look here, not at the host.
+        let mut headers = host.request_headers();
         for h in &config.owned_headers {
-            host.remove_request_header(h);
+            if headers.iter().any(|(k, _)| k == h) {
+                host.remove_request_header(h);
+                headers.retain(|(k, _)| k != h);
+            }
         }
         if ctx.request.path.is_empty() && ctx.request.method.is_empty() {
-            ctx.request = RequestInfo::from_host(host);
+            ctx.request = request_info(&headers);
         }
         let now_nanos = host.now_nanos();
         let now = i64::try_from(now_nanos / 1_000_000_000).unwrap_or(i64::MAX);
@@ -116,8 +121,8 @@ impl JwtAuth {
                     if let Some(Some(done)) = memo.get(p) {
                         return done.clone();
                     }
-                    let out =
-                        self.verify_provider(p, host, ctx, crypto, metrics, mode, now_nanos, now);
+                    let out = self
+                        .verify_provider(p, &headers, ctx, crypto, metrics, mode, now_nanos, now);
                     if let Some(slot) = memo.get_mut(p) {
                         *slot = Some(out.clone());
                     }
@@ -226,7 +231,7 @@ impl JwtAuth {
     fn verify_provider(
         &mut self,
         p: usize,
-        host: &dyn HttpHost,
+        headers: &[(String, Vec<u8>)],
         ctx: &RequestContext,
         crypto: &dyn SignatureBackend,
         metrics: &mut dyn Metrics,
@@ -238,7 +243,7 @@ impl JwtAuth {
         let Some(prov) = config.providers.get(p) else {
             return ProviderOutcome::Missing;
         };
-        let found = extract(&prov.locations, host, &ctx.request);
+        let found = extract(&prov.locations, headers, &ctx.request);
         if found.is_empty() {
             return ProviderOutcome::Missing;
         }
@@ -356,6 +361,26 @@ pub fn publish(host: &mut dyn HttpHost, ctx: &RequestContext) {
         if let Ok(json) = serde_json::to_vec(d) {
             host.set_property(&[JWT_DECISION_KEY], &json);
         }
+    }
+}
+
+/// The pseudo-headers, as [`RequestInfo::from_host`] reads them, from the
+/// headers already in hand.
+fn request_info(headers: &[(String, Vec<u8>)]) -> RequestInfo {
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let full = text(":path");
+    let (path, query) = filter_common::request::split_query(&full);
+    RequestInfo {
+        method: text(":method"),
+        path: path.to_string(),
+        query: query.map(str::to_string),
+        host: text(":authority").to_ascii_lowercase(),
     }
 }
 

@@ -366,7 +366,11 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, id: u32) -> Option<Box<dyn HttpContext>> {
-        let jwt = self.jwt.as_ref()?;
+        // Envoy creates no stream for a plugin whose config failed; should
+        // it anyway, fail closed (returning None would trap the VM).
+        let Some(jwt) = self.jwt.as_ref() else {
+            return Some(Box::new(Closed));
+        };
         Some(Box::new(Http {
             id,
             handle: jwt.handle(),
@@ -375,6 +379,19 @@ impl RootContext for Root {
                 ctx: RequestContext::default(),
             })),
         }))
+    }
+}
+
+/// Answers 503 to everything.
+struct Closed;
+
+impl Context for Closed {}
+
+impl HttpContext for Closed {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let r = crate::response::Rejection::new(Reason::KeysUnavailable, "portcullis");
+        r.send(&mut ProxyHttp);
+        Action::Pause
     }
 }
 

@@ -242,6 +242,8 @@ mod proptests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         /// Any signature bytes, any algorithm, any key: an answer, never a panic.
         #[test]
         fn never_panics_on_signature_bytes(sig in proptest::collection::vec(any::<u8>(), 0..600), alg in 0usize..12) {

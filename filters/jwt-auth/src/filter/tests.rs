@@ -649,6 +649,8 @@ mod proptests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         /// Any bytes in any token location: a decision, never a panic.
         #[test]
         fn any_header_bytes_get_a_decision(
