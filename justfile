@@ -22,3 +22,7 @@ test:
 # Our wasm filters against Envoy's native ones, side by side (BENCHMARKS.md); --quick for a short run
 bench *ARGS:
     cargo xtask bench {{ARGS}}
+
+# Long drills kept out of `test`
+soak:
+    cargo xtask soak

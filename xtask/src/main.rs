@@ -4,6 +4,7 @@ mod audit_verify;
 mod bench;
 mod build;
 mod demo;
+mod soak;
 mod test;
 mod tools;
 mod tour;
@@ -22,6 +23,7 @@ commands:
   audit-verify FILE
                   check the hash chains of an NDJSON file of audit events; reports the
                   first deleted, reordered or altered event per producer, exits non-zero
+  soak            the long drills kept out of `test` (a million rate-limit keys, ...)
   test            fmt, clippy (host and wasm32), unit tests (host and wasm32 under Node),
                   end-to-end tests in real Envoy
 ";
@@ -42,6 +44,7 @@ fn main() -> Result<()> {
         }
         Some("demo") => demo::demo(rest.contains(&"--tour")),
         Some("test") => test::test(),
+        Some("soak") => soak::soak(),
         Some("audit-verify") => audit_verify::audit_verify(rest.first().copied()),
         Some("bench") => bench::bench(&rest),
         Some("-h" | "--help" | "help") | None => {
