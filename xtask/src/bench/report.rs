@@ -193,8 +193,21 @@ impl Results {
             .find(|c| c.workload == workload && c.setup == setup)
     }
     fn measured(&self, workload: &str, setup: &str) -> Option<&CaseResult> {
+        if self.idle_module(setup) {
+            return None;
+        }
         self.case(workload, setup)
             .filter(|c| c.not_measured.is_none() && c.valid() && !c.closed.is_empty())
+    }
+    /// One of ours that served requests without moving any of its counters:
+    /// a stub glue, or a config that matched nothing. Its figures would
+    /// flatter it, so they are shown but left out of ratios and targets.
+    fn idle_module(&self, setup: &str) -> bool {
+        self.setup(setup).is_some_and(|s| {
+            s.side == Side::Ours
+                && s.not_measured.is_none()
+                && !s.stats.keys().any(|k| k.starts_with("wasmcustom."))
+        })
     }
     fn rps(&self, workload: &str, setup: &str) -> Option<f64> {
         self.measured(workload, setup)?.rps()
@@ -334,6 +347,12 @@ pub fn markdown(r: &Results, json: &Path) -> String {
                 if achieved < 0.95 * rate {
                     notes.push(format!("open loop reached only {achieved:.0} req/s"));
                 }
+            }
+            if r.idle_module(&c.setup) {
+                notes.push(
+                    "**did no work: none of its counters moved (stub glue?); left out of ratios and targets**"
+                        .into(),
+                );
             }
             if !c.errors.is_empty() {
                 notes.push(format!("{} run(s) failed", c.errors.len()));
