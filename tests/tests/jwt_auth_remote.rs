@@ -190,6 +190,9 @@ async fn jwks_server_down_at_start_and_mid_run() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     server.set_answer(Canned::status(500));
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Slower than the fetch timeout.
+    server.set_answer(Canned::json(jwks(&[&a])).with_delay(Duration::from_secs(2)));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     for _ in 0..5 {
         assert_eq!(get(&envoy, &fresh(&a)).await.0, 200);
     }

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every check, in order, failing loudly. This is what
 //! CI runs (`.ci/run`).
 
-use crate::tools::{cargo, has, root, run};
+use crate::tools::{cargo, has, root, run, run_tests, Tally};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
@@ -39,15 +39,18 @@ pub fn test() -> Result<()> {
         "clippy (wasm32-wasip1)",
         wasm_clippy.args(["--", "-D", "warnings"]),
     )?;
-    run(
+    let mut tally = Tally::default();
+    run_tests(
         "unit tests (host)",
         cargo().args(["test", "--workspace", "--exclude", "e2e"]),
+        &mut tally,
     )?;
-    run(
+    run_tests(
         "harness unit tests",
         cargo().args(["test", "-p", "e2e", "--lib"]),
+        &mut tally,
     )?;
-    wasm_unit_tests()?;
+    wasm_unit_tests(&mut tally)?;
     crate::build::build()?;
     let envoy = e2e::paths::ensure_envoy()?;
     eprintln!(
@@ -55,19 +58,26 @@ pub fn test() -> Result<()> {
         envoy.display(),
         e2e::paths::envoy_version(&envoy)?
     );
-    run(
+    run_tests(
         "end-to-end tests (real Envoy)",
         cargo()
             .args(["test", "-p", "e2e", "--tests"])
             .env("ENVOY_BIN", &envoy),
+        &mut tally,
     )?;
     eprintln!("\nall checks passed");
+    // One plain closing line over every suite (ignored tests are the soaks
+    // and benchmarks, run by `cargo xtask soak` and `cargo xtask bench`).
+    println!(
+        "xtask: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
+    );
     Ok(())
 }
 
 /// The core crates' tests compiled to wasm32 and run under Node by
 /// wasm-bindgen-test, with the wasm-bindgen-cli version Cargo.lock pins.
-fn wasm_unit_tests() -> Result<()> {
+fn wasm_unit_tests(tally: &mut Tally) -> Result<()> {
     if has("node", "--version").is_none() {
         bail!("node is needed for the wasm32 unit tests (wasm-bindgen-test); install Node.js 18 or newer");
     }
@@ -80,7 +90,7 @@ fn wasm_unit_tests() -> Result<()> {
     }
     // The filter crates' `plugin` feature only matters on wasm32-wasip1.
     cmd.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", runner);
-    run("unit tests (wasm32 under Node)", &mut cmd)
+    run_tests("unit tests (wasm32 under Node)", &mut cmd, tally)
 }
 
 /// The version of a package in Cargo.lock.

@@ -155,20 +155,28 @@ impl JwtRoot {
     pub fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _num_headers: usize,
+        num_headers: usize,
         body_size: usize,
     ) -> bool {
         let now = proxy::now_nanos();
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| {
-                std::str::from_utf8(&s)
-                    .ok()
-                    .and_then(|s| s.parse::<u32>().ok())
-            });
+        // A failed call (reset) has no response: reading its headers would
+        // get a status the SDK panics on, so don't.
+        let status = if num_headers == 0 {
+            None
+        } else {
+            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| {
+                    std::str::from_utf8(&s)
+                        .ok()
+                        .and_then(|s| s.parse::<u32>().ok())
+                })
+        };
         let (status, body) = if body_size > MAX_JWKS_BYTES {
             (Some(413), None)
+        } else if status.is_none() || body_size == 0 {
+            (status, None)
         } else {
             let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
                 .ok()
