@@ -192,7 +192,7 @@ fn build_modules() -> Vec<ModuleSize> {
         };
         let path = e2e::paths::wasm_module(m);
         if built && wasm_opt {
-            optimise(&path);
+            crate::build::optimise_quietly(&path);
         }
         out.push(ModuleSize {
             name: m.to_string(),
@@ -205,28 +205,6 @@ fn build_modules() -> Vec<ModuleSize> {
         });
     }
     out
-}
-
-/// As `cargo xtask build` ships them.
-fn optimise(path: &Path) {
-    let tmp = path.with_extension("opt.wasm");
-    let ok = Command::new("wasm-opt")
-        .args([
-            "-O3",
-            "--enable-bulk-memory",
-            "--enable-sign-ext",
-            "--enable-nontrapping-float-to-int",
-            "--enable-mutable-globals",
-        ])
-        .arg(path)
-        .arg("-o")
-        .arg(&tmp)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if ok {
-        let _ = std::fs::rename(&tmp, path);
-    }
 }
 
 fn make_executable(path: &Path) -> Result<()> {

@@ -2,7 +2,7 @@
 
 use crate::tools::{cargo, has, run};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The modules we ship, by crate name.
@@ -57,7 +57,8 @@ pub fn build() -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn optimise(path: &PathBuf) -> Result<()> {
+/// Runs wasm-opt on a module in place; keeps the module if wasm-opt fails.
+pub fn optimise(path: &Path) -> Result<()> {
     let tmp = path.with_extension("opt.wasm");
     let status = Command::new("wasm-opt")
         .args([
@@ -80,4 +81,11 @@ fn optimise(path: &PathBuf) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// [`optimise`], for callers that go on whatever happens.
+pub fn optimise_quietly(path: &Path) {
+    if let Err(e) = optimise(path) {
+        eprintln!("wasm-opt on {}: {e:#}", path.display());
+    }
 }
