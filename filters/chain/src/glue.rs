@@ -7,6 +7,7 @@
 
 use crate::{Config, FILTER_NAME};
 use audit_log::glue::{AuditHttp, AuditRoot};
+use filter_common::abi;
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
 use filter_common::{Flow, Level, RequestContext, RequestInfo};
 use jwt_auth::glue::{JwtHandle, JwtRequest, JwtRoot};
@@ -199,7 +200,7 @@ fn park(handle: JwtHandle, id: u32, stream: Rc<RefCell<Stream>>) {
             };
             match flow {
                 Flow::Continue => {
-                    let _ = hostcalls::resume_http_request();
+                    abi::resume_http_request();
                 }
                 Flow::Pause => park(again, id, stream),
                 Flow::Responded => {}

@@ -5,10 +5,13 @@
 //! (`wasm32-unknown-unknown`, wasm-bindgen-test). A test module opts in with
 //! `#[cfg(target_arch = "wasm32")] use wasm_bindgen_test::wasm_bindgen_test as test;`.
 
+#[cfg(target_os = "wasi")]
+pub mod abi;
 pub mod config_error;
 pub mod context;
 pub mod host;
 pub mod identity;
+pub mod map_codec;
 pub mod matcher;
 #[cfg(target_os = "wasi")]
 pub mod proxy;

@@ -1,12 +1,14 @@
 //! The host seam implemented on proxy-wasm hostcalls (Envoy only).
 //!
-//! We call `proxy_wasm::hostcalls` directly rather than the context traits:
-//! the traits `unwrap()` every result and their `String` getters panic on
-//! non-UTF-8 client bytes, which would trap the worker's VM.
+//! Request-path calls go through [`crate::abi`], which never panics: the
+//! SDK's context traits `unwrap()` every result, its `String` getters panic
+//! on non-UTF-8 client bytes, and its `hostcalls` panic on unexpected
+//! statuses; any of these would trap the worker's VM.
 
+use crate::abi::{self, Map};
 use crate::host::{CasOutcome, HttpHost, Level, Metrics, SharedData};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MetricType, Status};
 use std::collections::HashMap;
 use std::time::UNIX_EPOCH;
 
@@ -16,35 +18,32 @@ pub struct ProxyHttp;
 
 impl HttpHost for ProxyHttp {
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
+        abi::get_header(Map::RequestHeaders, name)
     }
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+        abi::get_headers(Map::RequestHeaders)
     }
     fn set_request_header(&mut self, name: &str, value: &[u8]) {
-        let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value));
+        abi::replace_header(Map::RequestHeaders, name, value);
     }
     fn remove_request_header(&mut self, name: &str) {
-        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        abi::remove_header(Map::RequestHeaders, name);
     }
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {
-        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-            .ok()
-            .flatten()
+        abi::get_header(Map::ResponseHeaders, name)
     }
     fn set_response_header(&mut self, name: &str, value: &[u8]) {
-        let _ = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value));
+        abi::replace_header(Map::ResponseHeaders, name, value);
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         property(path)
     }
     fn set_property(&mut self, path: &[&str], value: &[u8]) {
-        let _ = hostcalls::set_property(path.to_vec(), Some(value));
+        abi::set_property(path, value);
     }
     fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-        let _ = hostcalls::send_http_response(status, headers.to_vec(), Some(body));
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        abi::send_local_response(status, "", &headers, body);
     }
     fn now_nanos(&self) -> u64 {
         now_nanos()
@@ -55,7 +54,7 @@ impl HttpHost for ProxyHttp {
 }
 
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
+    abi::get_property(path)
 }
 
 pub fn now_nanos() -> u64 {

@@ -21,11 +21,12 @@ use crate::key_set::MAX_JWKS_BYTES;
 use crate::key_store::HttpDispatch;
 use crate::status::Reason;
 use crate::{Config, FILTER_NAME};
+use filter_common::abi;
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
 use filter_common::{Flow, Level, RequestContext};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, Status};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -164,14 +165,11 @@ impl JwtRoot {
         let status = if num_headers == 0 {
             None
         } else {
-            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-                .ok()
-                .flatten()
-                .and_then(|s| {
-                    std::str::from_utf8(&s)
-                        .ok()
-                        .and_then(|s| s.parse::<u32>().ok())
-                })
+            abi::get_header(abi::Map::HttpCallResponseHeaders, ":status").and_then(|s| {
+                std::str::from_utf8(&s)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+            })
         };
         let (status, body) = if body_size > MAX_JWKS_BYTES {
             (Some(413), None)
@@ -433,7 +431,7 @@ impl Http {
                 };
                 match flow {
                     Flow::Continue => {
-                        let _ = hostcalls::resume_http_request();
+                        abi::resume_http_request();
                     }
                     Flow::Pause => Http::park(again, id, stream),
                     Flow::Responded => {}

@@ -33,7 +33,59 @@ pub struct RateLimiter {
     rules: Vec<CompiledRule>,
     seed: Seed,
     needs_identity: bool,
+    /// The pseudo-headers some rule reads: each is a hostcall, so the
+    /// others are not fetched.
+    needs: Needs,
     created_slots: u64,
+}
+
+/// Which request attributes the rules look at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub method: bool,
+    pub path: bool,
+    pub host: bool,
+}
+
+impl Needs {
+    fn of(rules: &[CompiledRule]) -> Self {
+        let mut n = Needs::default();
+        for r in rules {
+            let m = &r.rule.matcher;
+            n.method |= !m.methods.is_empty();
+            n.path |= m.prefix.is_some() || m.path.is_some();
+            n.host |= m.host.is_some();
+            for k in &r.rule.key {
+                n.method |= matches!(k, KeySource::Method(_));
+                n.path |= matches!(k, KeySource::Path(_));
+            }
+        }
+        n
+    }
+
+    /// Reads what is needed, as [`RequestInfo::from_host`] would; the rest
+    /// stays empty.
+    fn read(self, host: &dyn HttpHost) -> RequestInfo {
+        let text = |name: &str| {
+            host.request_header(name)
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default()
+        };
+        let mut info = RequestInfo::default();
+        if self.method {
+            info.method = text(":method");
+        }
+        if self.path {
+            let full = text(":path");
+            let (path, query) = filter_common::request::split_query(&full);
+            info.query = query.map(str::to_string);
+            info.path = path.to_string();
+        }
+        if self.host {
+            info.host = text(":authority").to_ascii_lowercase();
+        }
+        info
+    }
 }
 
 impl RateLimiter {
@@ -70,6 +122,7 @@ impl RateLimiter {
                 .any(|k| matches!(k, KeySource::Identity(_)))
         });
         Ok(RateLimiter {
+            needs: Needs::of(&rules),
             config,
             rules,
             seed,
@@ -80,6 +133,11 @@ impl RateLimiter {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The request attributes the rules read.
+    pub fn needs(&self) -> Needs {
+        self.needs
     }
 
     /// Slots this VM created in shared data (0 when an earlier VM did).
@@ -126,8 +184,8 @@ impl RateLimit {
 
     /// Decides the request. Writes `ctx.rate_limit` when a rule applied
     /// (left `None` otherwise); on a rejection, sends the local reply and
-    /// returns [`Flow::Responded`]. Expects `ctx.request` to be filled (it
-    /// is read from `host` if left empty).
+    /// returns [`Flow::Responded`]. Reads `ctx.request` if filled; left
+    /// empty, only the pseudo-headers a rule needs are read from `host`.
     pub fn on_request_headers(
         &mut self,
         host: &mut dyn HttpHost,
@@ -138,7 +196,7 @@ impl RateLimit {
         let limiter = Rc::clone(&self.limiter);
         let now = host.now_nanos();
         if ctx.request.method.is_empty() && ctx.request.path.is_empty() {
-            ctx.request = RequestInfo::from_host(host);
+            ctx.request = limiter.needs.read(&*host);
         }
         if limiter.needs_identity && ctx.identity.is_none() {
             // Separate filters: jwt-auth left the identity in filter state.

@@ -4,7 +4,7 @@
 use crate::{Config, RateLimit, RateLimiter, FILTER_NAME};
 use filter_common::identity::RATE_LIMIT_DECISION_KEY;
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
-use filter_common::{Flow, HttpHost, Level, RequestContext, RequestInfo};
+use filter_common::{Flow, HttpHost, Level, RequestContext};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
@@ -91,10 +91,8 @@ impl Context for Http {}
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let mut host = ProxyHttp;
-        let mut ctx = RequestContext {
-            request: RequestInfo::from_host(&host),
-            ..Default::default()
-        };
+        // Left empty: the core reads only the pseudo-headers its rules use.
+        let mut ctx = RequestContext::default();
         let flow = match self.metrics.try_borrow_mut() {
             Ok(mut m) => {
                 self.rate_limit

@@ -50,8 +50,29 @@ impl Placement {
     }
 }
 
+/// Built by hand: this runs on every request, and `format!` costs more.
 pub fn slot_key(rule: &str, slot: u32) -> String {
-    format!("rate_limit.{rule}.{slot}")
+    let mut key = String::with_capacity(rule.len() + 22);
+    key.push_str("rate_limit.");
+    key.push_str(rule);
+    key.push('.');
+    let mut digits = [0u8; 10];
+    let mut n = slot;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    for d in digits.iter().skip(at) {
+        key.push(char::from(*d));
+    }
+    key
 }
 
 fn marker_key(rule: &str) -> String {
@@ -293,6 +314,13 @@ mod tests {
         let mut shared = FakeSharedData::default();
         prepare_table(&mut shared, "r", slots).unwrap();
         shared
+    }
+
+    #[test]
+    fn slot_keys_are_decimal() {
+        for slot in [0, 7, 10, 65535, 4_194_303, u32::MAX] {
+            assert_eq!(slot_key("r-1", slot), format!("rate_limit.r-1.{slot}"));
+        }
     }
 
     #[test]
