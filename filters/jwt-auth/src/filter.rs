@@ -155,7 +155,15 @@ impl JwtAuth {
             match verified.first() {
                 None => return self.deny(host, ctx, Reason::TokenMissing, metrics),
                 Some(v) if !authz.allows(&v.payload) => {
-                    return self.deny(host, ctx, Reason::InsufficientScope, metrics)
+                    // The caller is known, just not allowed: the audit
+                    // event of a 403 names who was refused.
+                    let who = config
+                        .providers
+                        .get(v.provider)
+                        .map(|p| identity(p, &v.payload));
+                    let check = self.deny(host, ctx, Reason::InsufficientScope, metrics);
+                    ctx.identity = who;
+                    return check;
                 }
                 Some(_) => {}
             }
