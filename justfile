@@ -26,3 +26,7 @@ bench *ARGS:
 # Long drills kept out of `test`
 soak:
     cargo xtask soak
+
+# Every fuzz target for a bounded time (default 30 s each; nightly)
+fuzz *ARGS:
+    cargo xtask fuzz {{ARGS}}

@@ -4,6 +4,7 @@ mod audit_verify;
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod soak;
 mod test;
 mod tools;
@@ -23,6 +24,9 @@ commands:
   audit-verify FILE
                   check the hash chains of an NDJSON file of audit events; reports the
                   first deleted, reordered or altered event per producer, exits non-zero
+  fuzz [--seconds N] [TARGET...]
+                  every cargo-fuzz target in tests/fuzz for N seconds (default 30), then the
+                  executions each reached (needs the nightly toolchain; installs cargo-fuzz)
   soak            the long drills kept out of `test` (a million rate-limit keys, ...)
   test            fmt, clippy (host and wasm32), unit tests (host and wasm32 under Node),
                   end-to-end tests in real Envoy
@@ -45,6 +49,7 @@ fn main() -> Result<()> {
         Some("demo") => demo::demo(rest.contains(&"--tour")),
         Some("test") => test::test(),
         Some("soak") => soak::soak(),
+        Some("fuzz") => fuzz::fuzz(&rest),
         Some("audit-verify") => audit_verify::audit_verify(rest.first().copied()),
         Some("bench") => bench::bench(&rest),
         Some("-h" | "--help" | "help") | None => {

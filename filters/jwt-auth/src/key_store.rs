@@ -213,7 +213,7 @@ impl KeyStore {
             if let Some((_, started, _)) = r.in_flight {
                 // Envoy answers every call (a timeout is an answer); this
                 // only guards against a lost one.
-                if now.saturating_sub(started) < r.cfg.timeout.nanos() + 5 * NANOS {
+                if now.saturating_sub(started) < r.cfg.timeout.nanos().saturating_add(5 * NANOS) {
                     continue;
                 }
                 r.in_flight = None;
@@ -247,7 +247,9 @@ impl KeyStore {
                 changed.wake = true;
                 continue;
             }
-            let hold = now + r.cfg.timeout.nanos() + NANOS;
+            let hold = now
+                .saturating_add(r.cfg.timeout.nanos())
+                .saturating_add(NANOS);
             let last_forced = if forced_ok { now } else { shared_forced };
             if shared.set(&r.lease_key, &lease_value(hold, last_forced), Some(cas))
                 != CasOutcome::Written
