@@ -328,6 +328,11 @@ impl StreamInfo {
     /// (part of `source.address`), and the peer certificate unless the
     /// connection is mTLS.
     pub fn read(host: &dyn HttpHost, cap: &Captured) -> Self {
+        Self::read_at(host, cap, host.now_nanos())
+    }
+
+    /// [`StreamInfo::read`] with the host clock already read (`now`).
+    pub fn read_at(host: &dyn HttpHost, cap: &Captured, now: u64) -> Self {
         let s = |p: &[&str]| {
             host.property(p)
                 .filter(|v| !v.is_empty())
@@ -337,7 +342,6 @@ impl StreamInfo {
         let mtls = host
             .property(&["connection", "mtls"])
             .is_some_and(|v| v.first() == Some(&1));
-        let now = host.now_nanos();
         StreamInfo {
             request_id: match cap.request_id {
                 Some(_) => None,

@@ -457,6 +457,54 @@ mod tests {
         "limit": {"requests_per_unit": 10, "unit": "second", "burst": 5}}]}"#;
 
     #[test]
+    fn only_the_pseudo_headers_a_rule_uses_are_read() {
+        // No matcher, keyed on a header: none of them.
+        let mut w = World::new(
+            r#"{"rules": [{"name": "k", "key": [{"header": {"name": "x-k"}}],
+                "limit": {"requests_per_unit": 10, "unit": "second"}}]}"#,
+        );
+        assert_eq!(w.limiter.needs(), Needs::default());
+        let (_, ctx) = w.get("/api/x?q=1", &[("x-k", "a")], NOW);
+        assert_eq!(ctx.request, RequestInfo::default());
+        assert_eq!(ctx.rate_limit.unwrap().outcome, "allowed");
+        // Each matcher field or key part asks for its own.
+        let w = World::new(
+            r#"{"rules": [{"name": "a", "match": {"methods": ["GET"]}, "key": [{"path": {}}],
+                "limit": {"requests_per_unit": 10, "unit": "second"}},
+               {"name": "b", "match": {"host": "*.example.com"},
+                "limit": {"requests_per_unit": 10, "unit": "second"}}]}"#,
+        );
+        let n = w.limiter.needs();
+        assert!(n.method && n.path && n.host);
+        let mut w = World::new(ONE_RULE);
+        assert_eq!(
+            w.limiter.needs(),
+            Needs {
+                path: true,
+                ..Needs::default()
+            }
+        );
+        let (_, ctx) = w.get("/api/x?q=1", &[], NOW);
+        assert_eq!(ctx.request.path, "/api/x");
+        assert_eq!(ctx.request.query.as_deref(), Some("q=1"));
+        assert_eq!(ctx.request.method, "");
+        // A context the chain already filled is used as is.
+        let mut ctx = RequestContext {
+            request: RequestInfo {
+                method: "GET".into(),
+                path: "/other".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut host = FakeHost::request("GET", "/api/x", "example.com", &[]);
+        host.now_nanos = NOW;
+        let mut rl = RateLimit::new(Rc::clone(&w.limiter));
+        rl.on_request_headers(&mut host, &mut w.shared, &mut w.metrics, &mut ctx);
+        assert_eq!(ctx.rate_limit, None, "/other matches no rule");
+    }
+
+    #[test]
     fn burst_then_429_with_headers_and_body() {
         let mut w = World::new(ONE_RULE);
         for _ in 0..5 {
