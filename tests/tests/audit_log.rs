@@ -7,14 +7,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-// The verifier itself, compiled into this test (the e2e crate does not
-// depend on the filter crates).
-#[allow(dead_code)]
-#[path = "../../filters/audit-log/src/chain_verify.rs"]
-mod chain_verify;
-#[allow(dead_code)]
-#[path = "../../filters/audit-log/src/hash_chain.rs"]
-mod hash_chain;
+use audit_log::chain_verify;
 
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzZWNyZXQtdXNlciJ9.c2VjcmV0LXNpZ25hdHVyZQ";
 const COOKIE_SECRET: &str = "cookie-secret-4711";

@@ -6,11 +6,12 @@ use crate::filter::{fill_from_filter_state, AuditLog, RequestAudit};
 use crate::hash_chain::hex;
 use crate::queue::Dispatch;
 use crate::{Config, FILTER_NAME};
+use filter_common::abi;
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics};
 use filter_common::{Metrics, RequestContext, RequestInfo};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -99,13 +100,16 @@ impl AuditRoot {
     pub fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _num_headers: usize,
+        num_headers: usize,
         _body_size: usize,
     ) -> bool {
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u32>().ok());
+        // A failed call (refused, reset, timed out) has no headers to read.
+        let status = if num_headers == 0 {
+            None
+        } else {
+            abi::get_header(abi::Map::HttpCallResponseHeaders, ":status")
+                .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u32>().ok())
+        };
         let now = proxy::now_nanos();
         let next = {
             let mut m = self.metrics.borrow_mut();
