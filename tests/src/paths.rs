@@ -92,11 +92,15 @@ pub fn ensure_envoy() -> Result<PathBuf> {
 pub fn envoy_version(envoy: &Path) -> Result<String> {
     let out = Command::new(envoy).arg("--version").output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
+    let line = text
         .lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("unknown")
-        .trim()
+        .trim();
+    // `<path>  version: <hash>/<version>/...`: keep what follows `version:`.
+    Ok(line
+        .split_once("version: ")
+        .map_or(line, |(_, v)| v)
         .to_string())
 }
 

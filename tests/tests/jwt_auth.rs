@@ -48,6 +48,12 @@ fn config(k: &Keys) -> String {
                 ],
                 "forward_payload_header": "x-jwt-payload"
             },
+            "cookie": {
+                "issuer": ISS,
+                "audiences": [AUD],
+                "local_jwks": {"inline_string": jwks(&[&k.rsa])},
+                "from_cookies": ["session"]
+            },
             "hmac": {
                 "issuer": "https://hmac.test",
                 "local_jwks": {"inline_string": jwks(&[&k.hmac])},
@@ -58,6 +64,7 @@ fn config(k: &Keys) -> String {
         "rules": [
             {"match": {"prefix": "/public"}},
             {"match": {"prefix": "/hmac"}, "requires": {"provider_name": "hmac"}},
+            {"match": {"prefix": "/cookie"}, "requires": {"provider_name": "cookie"}},
             {"match": {"prefix": "/api", "methods": ["GET"]}, "requires": {"provider_name": "local"},
              "authorization": {"all": [{"claim": "scope", "contains": "read"}]}},
             {"match": {"prefix": "/api"}, "requires": {"provider_name": "local"},
@@ -490,6 +497,13 @@ async fn local_keys_through_envoy() {
     )
     .await;
     assert_eq!(same.status, 200);
+    // A token in a cookie (forward: false): verified, then removed from the
+    // cookie header while the session's other cookies go on.
+    let cookie = format!("a=1; session={good}; b=2");
+    let r = send(&envoy, "GET", "/cookie", &[("cookie", cookie.as_bytes())]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.upstream_header("cookie").as_deref(), Some("a=1; b=2"));
+    assert!(!r.body.contains(&good));
     // The VM is alive and well after all that.
     assert_eq!(bearer(&envoy, "/x", &good).await.status, 200);
     let log = envoy.log();

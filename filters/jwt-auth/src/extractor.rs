@@ -94,6 +94,24 @@ pub fn extract(
     out
 }
 
+/// The `cookie` header(s) without the cookie `name`, joined with `; `;
+/// `None` when no other cookie is left. Bytes are kept as sent.
+pub fn without_cookie(headers: &[(String, Vec<u8>)], name: &str) -> Option<Vec<u8>> {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for (_, v) in headers.iter().filter(|(k, _)| k == "cookie") {
+        for pair in v.split(|b| *b == b';') {
+            let pair = trim(pair);
+            let is_token = pair
+                .strip_prefix(name.as_bytes())
+                .is_some_and(|r| r.starts_with(b"="));
+            if !pair.is_empty() && !is_token {
+                kept.push(pair);
+            }
+        }
+    }
+    (!kept.is_empty()).then(|| kept.join(&b"; "[..]))
+}
+
 fn trim(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {
         v = rest;
@@ -236,6 +254,22 @@ mod tests {
         assert_eq!(run(&locs, &h), ["abc", "tok"]);
         let h = FakeHost::request("GET", "/", "a", &[("cookie", "sessionx=no; xsession=no")]);
         assert!(run(&locs, &h).is_empty());
+    }
+
+    #[test]
+    fn a_cookie_is_removed_and_the_others_kept() {
+        let h = |v: &[&str]| -> Vec<(String, Vec<u8>)> {
+            v.iter()
+                .map(|v| ("cookie".to_string(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        assert_eq!(
+            without_cookie(&h(&["a=1; session=tok; b=2", "sessionx=3"]), "session").unwrap(),
+            b"a=1; b=2; sessionx=3"
+        );
+        assert_eq!(without_cookie(&h(&["session=tok"]), "session"), None);
+        let raw = vec![("cookie".to_string(), b"x=\xff; session=t".to_vec())];
+        assert_eq!(without_cookie(&raw, "session").unwrap(), b"x=\xff");
     }
 
     #[test]

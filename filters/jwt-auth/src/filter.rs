@@ -453,8 +453,14 @@ fn forward(p: &Provider, v: &Verified, host: &mut dyn HttpHost, ctx: &mut Reques
                 ctx.request.query = path.split_once('?').map(|(_, q)| q.to_string());
             }
         }
-        // Rewriting the Cookie header is left to the upstream (as Envoy does).
-        Location::Cookie(_) => {}
+        // Stricter than Envoy, which leaves the cookie: the token stops
+        // here, the session's other cookies go on.
+        Location::Cookie(name) => {
+            match crate::extractor::without_cookie(&host.request_headers(), name) {
+                Some(rest) => host.set_request_header("cookie", &rest),
+                None => host.remove_request_header("cookie"),
+            }
+        }
     }
 }
 
