@@ -29,6 +29,9 @@ async fn start(config: &str) -> World {
     let collector = Collector::start().await.unwrap();
     let envoy = Envoy::start(
         EnvoyOptions::new(config)
+            // The per-user rule refills one request every 3 s; per hour, a
+            // slow machine cannot earn an extra request mid-test.
+            .replace(r#""unit": "minute""#, r#""unit": "hour""#)
             .upstream(upstream.port())
             .jwks(jwks.port())
             .collector(collector.port()),
