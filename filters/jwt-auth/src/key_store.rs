@@ -310,21 +310,12 @@ impl KeyStore {
                     return Some(Changed::default());
                 }
                 Err(e) => {
-                    metrics.increment("jwt_auth.jwks.fetch_failed", 1);
-                    log(
-                        Level::Warn,
-                        &format!(
-                            "jwt_auth: OIDC discovery through `{}` failed: {e}",
-                            r.cfg.cluster
-                        ),
+                    let message = format!(
+                        "jwt_auth: OIDC discovery through `{}` failed: {e}",
+                        r.cfg.cluster
                     );
-                    release(
-                        shared,
-                        r,
-                        now + retry_delay(&r.cfg, p.set.is_some()),
-                        last_forced,
-                    );
-                    r.refetch_wanted = None;
+                    fetch_failed(r, p.set.is_some(), now, last_forced, shared, metrics);
+                    log(Level::Warn, &message);
                     return Some(Changed { wake: true });
                 }
             }
@@ -353,26 +344,17 @@ impl KeyStore {
                 sync(&mut p.set, &mut p.version, r, shared, log);
             }
             Err(e) => {
-                metrics.increment("jwt_auth.jwks.fetch_failed", 1);
                 let keeping = if p.set.is_some() {
                     "; keeping the last good key set"
                 } else {
                     ""
                 };
-                log(
-                    Level::Warn,
-                    &format!(
-                        "jwt_auth: JWKS fetch from `{}` failed: {e}{keeping}",
-                        r.cfg.cluster
-                    ),
+                let message = format!(
+                    "jwt_auth: JWKS fetch from `{}` failed: {e}{keeping}",
+                    r.cfg.cluster
                 );
-                release(
-                    shared,
-                    r,
-                    now + retry_delay(&r.cfg, p.set.is_some()),
-                    last_forced,
-                );
-                r.refetch_wanted = None;
+                fetch_failed(r, p.set.is_some(), now, last_forced, shared, metrics);
+                log(Level::Warn, &message);
                 if r.cfg.discovery.is_some() {
                     // The JWKS may have moved: discover again next time.
                     r.target = None;
@@ -452,6 +434,22 @@ fn retry_delay(cfg: &RemoteJwks, have_keys: bool) -> u64 {
     } else {
         NANOS
     }
+}
+
+/// A discovery or JWKS call failed: count it, hand the lease back until
+/// the retry is due, and drop the pending unknown-`kid` refetch.
+fn fetch_failed(
+    r: &mut Remote,
+    have_keys: bool,
+    now: u64,
+    last_forced: u64,
+    shared: &mut dyn SharedData,
+    metrics: &mut dyn Metrics,
+) {
+    metrics.increment("jwt_auth.jwks.fetch_failed", 1);
+    let retry_at = now.saturating_add(retry_delay(&r.cfg, have_keys));
+    release(shared, r, retry_at, last_forced);
+    r.refetch_wanted = None;
 }
 
 fn release(shared: &mut dyn SharedData, r: &Remote, until: u64, last_forced: u64) {
