@@ -185,7 +185,7 @@ mod tests {
     use super::*;
     use crate::jws::Jws;
     use crate::key_set::{JwksOptions, KeySet};
-    use crate::testkit::{claims, jwks, Key, KeyName};
+    use crate::testkit::{claims, every_key, jwks, Key, KeyName};
     use crate::verifier::{pure_verify, verify, VerifiedBy};
     use serde_json::json;
     #[cfg(target_arch = "wasm32")]
@@ -296,16 +296,7 @@ mod tests {
 
     #[test]
     fn host_path_agrees_with_pure_rust_on_every_token() {
-        let keys: Vec<Key> = [
-            KeyName::RsaA,
-            KeyName::P256,
-            KeyName::P384,
-            KeyName::Ed25519,
-            KeyName::Hmac,
-        ]
-        .into_iter()
-        .map(Key::get)
-        .collect();
+        let keys = every_key();
         let opts = JwksOptions {
             allow_oct: true,
             min_rsa_bits: 2048,

@@ -296,7 +296,7 @@ fn ec_key(crv: &str, x: &[u8], y: &[u8]) -> Result<KeyMaterial, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{Key, KeyName};
+    use crate::testkit::{every_key, Key, KeyName};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -313,16 +313,7 @@ mod tests {
 
     #[test]
     fn parses_every_key_type() {
-        let keys: Vec<Key> = [
-            KeyName::RsaA,
-            KeyName::P256,
-            KeyName::P384,
-            KeyName::Ed25519,
-            KeyName::Hmac,
-        ]
-        .into_iter()
-        .map(Key::get)
-        .collect();
+        let keys = every_key();
         let jwks = crate::testkit::jwks(&keys);
         let set = KeySet::parse(jwks.as_bytes(), STRICT).unwrap();
         assert_eq!(set.keys.len(), 5);

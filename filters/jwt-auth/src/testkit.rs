@@ -150,6 +150,20 @@ impl Key {
     }
 }
 
+/// One key of every type (RSA, P-256, P-384, Ed25519, HMAC).
+pub fn every_key() -> Vec<Key> {
+    [
+        KeyName::RsaA,
+        KeyName::P256,
+        KeyName::P384,
+        KeyName::Ed25519,
+        KeyName::Hmac,
+    ]
+    .into_iter()
+    .map(Key::get)
+    .collect()
+}
+
 /// A JWKS of these keys' public halves.
 pub fn jwks(keys: &[Key]) -> String {
     json!({ "keys": keys.iter().map(Key::jwk).collect::<Vec<_>>() }).to_string()

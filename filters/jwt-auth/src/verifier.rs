@@ -95,23 +95,10 @@ mod tests {
     use super::*;
     use crate::jws::Jws;
     use crate::key_set::{JwksOptions, KeySet};
-    use crate::testkit::{claims, jwks, Key, KeyName};
+    use crate::testkit::{claims, every_key, jwks, Key, KeyName};
     use serde_json::json;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    fn all_keys() -> Vec<Key> {
-        [
-            KeyName::RsaA,
-            KeyName::P256,
-            KeyName::P384,
-            KeyName::Ed25519,
-            KeyName::Hmac,
-        ]
-        .into_iter()
-        .map(Key::get)
-        .collect()
-    }
 
     fn set(keys: &[Key]) -> KeySet {
         let opts = JwksOptions {
@@ -133,7 +120,7 @@ mod tests {
 
     #[test]
     fn every_algorithm_verifies_and_tampering_is_caught() {
-        let keys = all_keys();
+        let keys = every_key();
         let set = set(&keys);
         for key in &keys {
             for alg in key.algs() {
@@ -202,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_key_of_the_wrong_family_never_verifies() {
-        let keys = all_keys();
+        let keys = every_key();
         let set = set(&keys);
         let t = keys[0].token(Alg::RS256, &claims(json!({})));
         let jws = Jws::parse(t.as_bytes()).unwrap();
@@ -218,7 +205,7 @@ mod tests {
 
     #[test]
     fn pure_rust_backend_always_falls_back() {
-        let keys = all_keys();
+        let keys = every_key();
         let set = set(&keys);
         let t = keys[1].token(Alg::ES256, &claims(json!({})));
         let jws = Jws::parse(t.as_bytes()).unwrap();
