@@ -7,10 +7,9 @@
 
 use crate::{Config, FILTER_NAME};
 use audit_log::glue::{AuditHttp, AuditRoot};
-use filter_common::abi;
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
 use filter_common::{Flow, Level, RequestContext, RequestInfo};
-use jwt_auth::glue::{JwtHandle, JwtRequest, JwtRoot};
+use jwt_auth::glue::{JwtHandle, JwtRequest, JwtRoot, Wake};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -155,6 +154,23 @@ struct Stream {
 }
 
 impl Stream {
+    /// When jwt-auth decides a parked request anyway.
+    fn jwt_deadline(&self) -> u64 {
+        self.jwt.as_ref().map_or(0, JwtRequest::deadline)
+    }
+
+    /// After a wake-up: jwt-auth checks again, then the rest of the chain.
+    fn on_wake(&mut self, wake: Wake) -> Flow {
+        let flow = match &mut self.jwt {
+            Some(j) => j.on_wake(&mut self.ctx, wake),
+            None => Flow::Continue,
+        };
+        match flow {
+            Flow::Continue => self.after_jwt(),
+            other => other,
+        }
+    }
+
     /// The steps after jwt-auth.
     fn after_jwt(&mut self) -> Flow {
         let Some((rate_limit, metrics)) = &mut self.rate_limit else {
@@ -176,37 +192,6 @@ struct Http {
     id: u32,
     jwt: Option<JwtHandle>,
     stream: Rc<RefCell<Stream>>,
-}
-
-/// Parks a request with jwt-auth; on wake-up re-checks, then runs the rest
-/// of the chain and resumes it.
-fn park(handle: JwtHandle, id: u32, stream: Rc<RefCell<Stream>>) {
-    let deadline = stream.borrow().jwt.as_ref().map_or(0, JwtRequest::deadline);
-    let again = handle.clone();
-    handle.park(
-        id,
-        deadline,
-        Box::new(move |wake| {
-            let flow = {
-                let mut s = stream.borrow_mut();
-                let Stream { jwt, ctx, .. } = &mut *s;
-                let flow = jwt
-                    .as_mut()
-                    .map_or(Flow::Continue, |j| j.on_wake(ctx, wake));
-                match flow {
-                    Flow::Continue => s.after_jwt(),
-                    other => other,
-                }
-            };
-            match flow {
-                Flow::Continue => {
-                    abi::resume_http_request();
-                }
-                Flow::Pause => park(again, id, stream),
-                Flow::Responded => {}
-            }
-        }),
-    );
 }
 
 impl Context for Http {
@@ -244,7 +229,12 @@ impl HttpContext for Http {
             Flow::Responded => Action::Pause,
             Flow::Pause => {
                 if let Some(h) = &self.jwt {
-                    park(h.clone(), self.id, self.stream.clone());
+                    h.park_stream(
+                        self.id,
+                        self.stream.clone(),
+                        Stream::jwt_deadline,
+                        Stream::on_wake,
+                    );
                 }
                 Action::Pause
             }

@@ -265,6 +265,36 @@ impl JwtHandle {
             .retain(|p| p.context_id != context_id);
     }
 
+    /// Parks a stream whose state lives in `stream`. On each wake-up, with
+    /// the stream as the effective context, `step` decides: `Continue`
+    /// resumes the request, `Pause` parks it again (same deadline),
+    /// `Responded` leaves it (a response was sent). The standalone filter
+    /// and the chain both park this way; `step` is where they differ.
+    pub fn park_stream<S: 'static>(
+        &self,
+        context_id: u32,
+        stream: Rc<RefCell<S>>,
+        deadline: fn(&S) -> u64,
+        step: fn(&mut S, Wake) -> Flow,
+    ) {
+        let at = deadline(&stream.borrow());
+        let again = self.clone();
+        self.park(
+            context_id,
+            at,
+            Box::new(move |wake| {
+                let flow = step(&mut stream.borrow_mut(), wake);
+                match flow {
+                    Flow::Continue => {
+                        abi::resume_http_request();
+                    }
+                    Flow::Pause => again.park_stream(context_id, stream, deadline, step),
+                    Flow::Responded => {}
+                }
+            }),
+        );
+    }
+
     pub fn parked(&self) -> usize {
         self.0.borrow().parked.len()
     }
@@ -412,32 +442,18 @@ struct Http {
     stream: Rc<RefCell<Stream>>,
 }
 
-impl Http {
-    fn park(handle: JwtHandle, id: u32, stream: Rc<RefCell<Stream>>) {
-        let deadline = stream.borrow().request.deadline();
-        let again = handle.clone();
-        handle.park(
-            id,
-            deadline,
-            Box::new(move |wake| {
-                let flow = {
-                    let mut s = stream.borrow_mut();
-                    let Stream { request, ctx } = &mut *s;
-                    let flow = request.on_wake(ctx, wake);
-                    if flow != Flow::Pause {
-                        publish(&mut ProxyHttp, ctx);
-                    }
-                    flow
-                };
-                match flow {
-                    Flow::Continue => {
-                        abi::resume_http_request();
-                    }
-                    Flow::Pause => Http::park(again, id, stream),
-                    Flow::Responded => {}
-                }
-            }),
-        );
+impl Stream {
+    fn deadline(&self) -> u64 {
+        self.request.deadline()
+    }
+
+    /// Re-checks after a wake-up, publishing the decision once made.
+    fn on_wake(&mut self, wake: Wake) -> Flow {
+        let flow = self.request.on_wake(&mut self.ctx, wake);
+        if flow != Flow::Pause {
+            publish(&mut ProxyHttp, &self.ctx);
+        }
+        flow
     }
 }
 
@@ -463,7 +479,12 @@ impl HttpContext for Http {
             Flow::Continue => Action::Continue,
             Flow::Responded => Action::Pause,
             Flow::Pause => {
-                Http::park(self.handle.clone(), self.id, self.stream.clone());
+                self.handle.park_stream(
+                    self.id,
+                    self.stream.clone(),
+                    Stream::deadline,
+                    Stream::on_wake,
+                );
                 Action::Pause
             }
         }
