@@ -9,10 +9,12 @@
 //! medians; the report gives ratios to the ceiling and to native, and the
 //! raw figures go to `target/bench/results-<timestamp>.json`.
 
+mod calibrate;
 mod keys;
 mod loadgen;
 mod machine;
 mod ours;
+mod profile;
 mod report;
 mod setups;
 mod workloads;
@@ -40,6 +42,12 @@ const MODULES: [&str; 5] = [
 ];
 
 pub fn bench(args: &[&str]) -> Result<()> {
+    if args.contains(&"--profile") {
+        return profile::profile(args);
+    }
+    if args.contains(&"--calibrate") {
+        return calibrate::calibrate(args);
+    }
     let quick = args.contains(&"--quick");
     let only = args
         .iter()
@@ -63,18 +71,7 @@ pub fn bench(args: &[&str]) -> Result<()> {
     let out_dir = root().join("target").join("bench");
     let work = out_dir.join(format!("run-{stamp}"));
     std::fs::create_dir_all(&work)?;
-    // The harness starts `ENVOY_BIN`: a wrapper pins Envoy to its core.
-    let wrapper = work.join("envoy-pinned");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec taskset -c {} {} \"$@\"\n",
-            loadgen::ENVOY_CORE,
-            envoy_bin.display()
-        ),
-    )?;
-    make_executable(&wrapper)?;
-    std::env::set_var("ENVOY_BIN", &wrapper);
+    pin_envoy(&envoy_bin, &work)?;
 
     eprintln!("==> keys and tokens");
     let t0 = Instant::now();
@@ -205,6 +202,23 @@ fn build_modules() -> Vec<ModuleSize> {
         });
     }
     out
+}
+
+/// The harness starts `ENVOY_BIN`: a wrapper script in `work` pins Envoy to
+/// its core.
+fn pin_envoy(envoy_bin: &Path, work: &Path) -> Result<()> {
+    let wrapper = work.join("envoy-pinned");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec taskset -c {} {} \"$@\"\n",
+            loadgen::ENVOY_CORE,
+            envoy_bin.display()
+        ),
+    )?;
+    make_executable(&wrapper)?;
+    std::env::set_var("ENVOY_BIN", &wrapper);
+    Ok(())
 }
 
 fn make_executable(path: &Path) -> Result<()> {

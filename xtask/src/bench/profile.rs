@@ -1,0 +1,130 @@
+//! `cargo xtask bench --profile <configuration> [--workload <id>] [--seconds N]
+//! [--without <section>,...]`: one benchmark configuration under load while
+//! `perf` samples Envoy, to see where a request's time goes before changing
+//! anything. `--without audit_log` (with `ours-chain`) drops sections from
+//! the chain's JSON to price one part.
+//!
+//! V8 gives `perf` no symbols for compiled wasm, so the module's own code
+//! shows up as anonymous memory (`[unknown]` / `//anon`); the split between
+//! that, Envoy's host functions (header maps, shared data, properties) and
+//! V8's call trampolines is what tells a hostcall problem from a Rust one.
+
+use super::{keys, loadgen, setups, workloads, write_scripts};
+use anyhow::{bail, Context, Result};
+use e2e::envoy::Envoy;
+use e2e::servers::{Collector, JwksServer};
+use std::process::Command;
+use std::time::Duration;
+
+pub fn profile(args: &[&str]) -> Result<()> {
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| *a == flag)
+            .and_then(|i| args.get(i + 1))
+            .copied()
+    };
+    let Some(setup_id) = value("--profile") else {
+        bail!("--profile needs a configuration id (e.g. ours-chain, floor, native-chain)");
+    };
+    let workload_id = value("--workload").unwrap_or("repeated-rs256");
+    let secs: u32 = value("--seconds").unwrap_or("10").parse()?;
+
+    loadgen::ensure_tools()?;
+    super::build_modules();
+    let envoy_bin = e2e::paths::ensure_envoy()?;
+    std::env::set_var("ENVOY_BIN", &envoy_bin);
+    let out = crate::tools::root().join("target").join("bench");
+    let work = out.join("profile");
+    std::fs::create_dir_all(&work)?;
+    let keys = keys::Keys::generate()?;
+    let workloads = workloads::all(&keys, 200, &work)?;
+    let Some(workload) = workloads.iter().find(|w| w.id == workload_id) else {
+        let ids: Vec<&str> = workloads.iter().map(|w| w.id).collect();
+        bail!("no workload {workload_id}; there are {ids:?}");
+    };
+    let scripts = write_scripts(std::slice::from_ref(workload), &work)?;
+    let script = scripts.get(workload.id).context("no wrk script")?;
+    let data = out.join(format!("perf-{setup_id}-{workload_id}.data"));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let jwks_doc = keys.jwks();
+        let jwks = JwksServer::start(&jwks_doc).await?;
+        let collector = Collector::start().await?;
+        let env = setups::Env {
+            jwks: &jwks_doc,
+            jwks_port: jwks.port(),
+            collector_port: collector.port(),
+        };
+        let Some(setup) = setups::all(&env).into_iter().find(|s| s.id == setup_id) else {
+            let ids: Vec<&str> = setups::all(&env).iter().map(|s| s.id).collect();
+            bail!("no configuration {setup_id}; there are {ids:?}");
+        };
+        let mut options = setup.options.clone();
+        if let Some(sections) = value("--without") {
+            let mut chain = super::ours::chain(&jwks_doc);
+            for section in sections.split(',') {
+                if chain
+                    .as_object_mut()
+                    .and_then(|o| o.remove(section))
+                    .is_none()
+                {
+                    bail!("the chain has no section {section}");
+                }
+            }
+            options = options.plugin_config("chain", serde_json::to_string_pretty(&chain)?);
+        }
+        let envoy = Envoy::start(options).await?;
+        let (port, pid) = (envoy.port, envoy.pid());
+        // Warm-up: V8 tiers hot wasm code up before anything is sampled.
+        tokio::task::block_in_place(|| loadgen::closed_loop(port, pid, workload, script, 3))?;
+        let mut perf = Command::new("perf")
+            .args(["record", "-F", "1999", "-g", "-o"])
+            .arg(&data)
+            .args(["-p", &pid.to_string(), "--", "sleep"])
+            .arg(secs.to_string())
+            .spawn()
+            .context("starting perf (Debian: apt-get install linux-perf)")?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let closed = tokio::task::block_in_place(|| {
+            loadgen::closed_loop(port, pid, workload, script, secs)
+        })?;
+        eprintln!(
+            "load: {:.0} req/s, Envoy CPU {:.1} µs/req, {} failures",
+            closed.rps(),
+            closed.cpu_us_per_request().unwrap_or(0.0),
+            closed.failures()
+        );
+        perf.wait()?;
+        drop(envoy);
+        Ok(())
+    })?;
+    for sort in ["dso", "sym"] {
+        println!("==> perf report --sort {sort}");
+        let report = Command::new("perf")
+            .args([
+                "report",
+                "--no-children",
+                "--stdio",
+                "-g",
+                "none",
+                "--percent-limit",
+                "0.7",
+            ])
+            .args(["--sort", sort, "-i"])
+            .arg(&data)
+            .output()?;
+        let text = String::from_utf8_lossy(&report.stdout);
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            println!("{line}");
+        }
+    }
+    println!("perf data: {} (perf report -i …)", data.display());
+    Ok(())
+}
