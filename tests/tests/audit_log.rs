@@ -199,6 +199,9 @@ async fn batches_in_both_formats_verifiable_per_worker_and_without_secrets() {
     assert!(e["event"]["duration"].as_u64().unwrap() > 0);
     assert!(e["http"]["response"]["bytes"].as_u64().is_some());
     assert!(e["http"]["request"]["id"].as_str().is_some());
+    assert_eq!(e["http"]["version"], "1.1");
+    assert!(e["envoy"]["upstream_host"].as_str().is_some());
+    assert_eq!(e["envoy"]["response_code_details"], "via_upstream");
     assert_eq!(by_page["page=5"]["http"]["response"]["status_code"], 429);
     assert_eq!(by_page["page=6"]["http"]["response"]["status_code"], 401);
     // The hostile request: cut and replaced, not trapped.
@@ -216,6 +219,8 @@ async fn batches_in_both_formats_verifiable_per_worker_and_without_secrets() {
     let emitted = stat(&envoy, "audit_log.emitted").await;
     assert_eq!(emitted, sent as i64);
     assert_eq!(stat(&envoy, "audit_log.sampled_out").await, 5);
+    // Envoy's attributes came from one CEL evaluation per event.
+    assert_eq!(stat(&envoy, "audit_log.attributes_read_singly").await, 0);
     wait_until(5, "sent counted", || async {
         stat(&envoy, "audit_log.sent").await == 2 * sent as i64
     })

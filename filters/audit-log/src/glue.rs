@@ -8,7 +8,7 @@ use crate::queue::Dispatch;
 use crate::{Config, FILTER_NAME};
 use filter_common::abi;
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics};
-use filter_common::{Metrics, RequestContext, RequestInfo};
+use filter_common::{HeaderSnapshot, HttpHost, Metrics, RequestContext, RequestInfo};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
@@ -173,12 +173,14 @@ pub struct AuditHttp {
 
 impl AuditHttp {
     /// Call first in the request headers phase (before other filters act).
-    /// Fills `ctx.request` if nobody has.
-    pub fn on_request_headers(&mut self, ctx: &mut RequestContext) {
+    /// Fills `ctx.request` if nobody has. It reads five request headers:
+    /// give it a [`filter_common::HeaderSnapshot`] (shared with the other
+    /// filters, in the chain) rather than the bare host.
+    pub fn on_request_headers(&mut self, host: &dyn HttpHost, ctx: &mut RequestContext) {
         if ctx.request.method.is_empty() {
-            ctx.request = RequestInfo::from_host(&ProxyHttp);
+            ctx.request = RequestInfo::from_host(host);
         }
-        self.req = self.log.borrow().on_request_headers(&ProxyHttp, ctx);
+        self.req = self.log.borrow().on_request_headers(host, ctx);
     }
 
     pub fn on_response_headers(&mut self, _ctx: &RequestContext) {
@@ -273,7 +275,8 @@ impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.audit.on_request_headers(&mut self.ctx);
+        self.audit
+            .on_request_headers(&HeaderSnapshot::new(ProxyHttp), &mut self.ctx);
         Action::Continue
     }
 

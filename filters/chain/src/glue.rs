@@ -8,7 +8,7 @@
 use crate::{Config, FILTER_NAME};
 use audit_log::glue::{AuditHttp, AuditRoot};
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
-use filter_common::{Flow, Level, RequestContext, RequestInfo};
+use filter_common::{Flow, HeaderSnapshot, HttpHost, Level, RequestContext, RequestInfo};
 use jwt_auth::glue::{JwtHandle, JwtRequest, JwtRoot, Wake};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -166,25 +166,20 @@ impl Stream {
             None => Flow::Continue,
         };
         match flow {
-            Flow::Continue => self.after_jwt(),
+            Flow::Continue => self.after_jwt(&mut ProxyHttp),
             other => other,
         }
     }
 
     /// The steps after jwt-auth.
-    fn after_jwt(&mut self) -> Flow {
+    fn after_jwt(&mut self, host: &mut dyn HttpHost) -> Flow {
         let Some((rate_limit, metrics)) = &mut self.rate_limit else {
             return Flow::Continue;
         };
         let Ok(mut metrics) = metrics.try_borrow_mut() else {
             return Flow::Continue;
         };
-        rate_limit.on_request_headers(
-            &mut ProxyHttp,
-            &mut ProxyShared,
-            &mut *metrics,
-            &mut self.ctx,
-        )
+        rate_limit.on_request_headers(host, &mut ProxyShared, &mut *metrics, &mut self.ctx)
     }
 }
 
@@ -206,21 +201,23 @@ impl Context for Http {
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let flow = {
+            // Every filter reads request headers: one host call for all.
+            let mut host = HeaderSnapshot::new(ProxyHttp);
             let mut s = self.stream.borrow_mut();
             let Stream {
                 ctx, audit, jwt, ..
             } = &mut *s;
             if let Some(a) = audit {
-                a.on_request_headers(ctx);
+                a.on_request_headers(&host, ctx);
             }
             if ctx.request.method.is_empty() {
-                ctx.request = RequestInfo::from_host(&ProxyHttp);
+                ctx.request = RequestInfo::from_host(&host);
             }
             let flow = jwt
                 .as_mut()
-                .map_or(Flow::Continue, |j| j.on_request_headers(ctx));
+                .map_or(Flow::Continue, |j| j.on_request_headers(&mut host, ctx));
             match flow {
-                Flow::Continue => s.after_jwt(),
+                Flow::Continue => s.after_jwt(&mut host),
                 other => other,
             }
         };

@@ -9,6 +9,7 @@
 pub mod abi;
 pub mod config_error;
 pub mod context;
+pub mod header_snapshot;
 pub mod host;
 pub mod identity;
 pub mod map_codec;
@@ -20,6 +21,7 @@ pub mod testing;
 
 pub use config_error::{nest, parse_config, parse_value, ConfigError};
 pub use context::{Flow, RequestContext};
+pub use header_snapshot::HeaderSnapshot;
 pub use host::{CasOutcome, HttpHost, Level, Metrics, SharedData};
 pub use matcher::RequestMatch;
 pub use request::RequestInfo;

@@ -23,7 +23,7 @@ use crate::status::Reason;
 use crate::{Config, FILTER_NAME};
 use filter_common::abi;
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
-use filter_common::{Flow, Level, RequestContext};
+use filter_common::{Flow, HttpHost, Level, RequestContext};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, Status};
@@ -60,7 +60,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    fn check(&mut self, ctx: &mut RequestContext, mode: Mode) -> Check {
+    fn check(&mut self, host: &mut dyn HttpHost, ctx: &mut RequestContext, mode: Mode) -> Check {
         let call = |args: &[u8]| -> Result<Vec<u8>, CallError> {
             match hostcalls::call_foreign_function(FUNCTION, Some(args)) {
                 Ok(reply) => Ok(reply.unwrap_or_default()),
@@ -70,7 +70,7 @@ impl Worker {
         };
         let crypto = HostCrypto::new(&call, &self.host_crypto);
         let Worker { auth, metrics, .. } = self;
-        auth.check(&mut ProxyHttp, ctx, &crypto, metrics, mode)
+        auth.check(host, ctx, &crypto, metrics, mode)
     }
 }
 
@@ -309,10 +309,15 @@ pub struct JwtRequest {
 impl JwtRequest {
     /// Checks the request. [`Flow::Pause`]: park it (see [`JwtHandle::park`]
     /// and [`JwtRequest::deadline`]); [`Flow::Responded`]: a rejection was
-    /// sent.
-    pub fn on_request_headers(&mut self, ctx: &mut RequestContext) -> Flow {
-        let check = self.handle.0.borrow_mut().check(ctx, Mode::MayWait);
-        self.flow(check, ctx)
+    /// sent. `host` may be a [`filter_common::HeaderSnapshot`] the caller
+    /// shares with other filters.
+    pub fn on_request_headers(
+        &mut self,
+        host: &mut dyn HttpHost,
+        ctx: &mut RequestContext,
+    ) -> Flow {
+        let check = self.handle.0.borrow_mut().check(host, ctx, Mode::MayWait);
+        self.flow(host, check, ctx)
     }
 
     /// When the parked request must be decided anyway.
@@ -327,11 +332,11 @@ impl JwtRequest {
             Wake::KeysChanged if proxy::now_nanos() < self.deadline => Mode::MayWait,
             _ => Mode::Final,
         };
-        let check = self.handle.0.borrow_mut().check(ctx, mode);
-        self.flow(check, ctx)
+        let check = self.handle.0.borrow_mut().check(&mut ProxyHttp, ctx, mode);
+        self.flow(&mut ProxyHttp, check, ctx)
     }
 
-    fn flow(&mut self, check: Check, ctx: &mut RequestContext) -> Flow {
+    fn flow(&mut self, host: &mut dyn HttpHost, check: Check, ctx: &mut RequestContext) -> Flow {
         match check {
             Check::Continue => Flow::Continue,
             Check::Responded(_) => Flow::Responded,
@@ -342,7 +347,7 @@ impl JwtRequest {
                 if self.handle.parked() >= MAX_PARKED {
                     let mut w = self.handle.0.borrow_mut();
                     let Worker { auth, metrics, .. } = &mut *w;
-                    auth.deny(&mut ProxyHttp, ctx, Reason::Overloaded, metrics);
+                    auth.deny(host, ctx, Reason::Overloaded, metrics);
                     return Flow::Responded;
                 }
                 Flow::Pause
@@ -469,7 +474,7 @@ impl HttpContext for Http {
         let flow = {
             let mut s = self.stream.borrow_mut();
             let Stream { request, ctx } = &mut *s;
-            let flow = request.on_request_headers(ctx);
+            let flow = request.on_request_headers(&mut ProxyHttp, ctx);
             if flow != Flow::Pause {
                 publish(&mut ProxyHttp, ctx);
             }
