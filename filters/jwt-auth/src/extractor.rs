@@ -20,7 +20,9 @@ pub enum Location {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub token: Vec<u8>,
-    pub location: Location,
+    /// Where it was found; the same token in several places is one
+    /// `Found` with every place (all must be stripped before forwarding).
+    pub locations: Vec<Location>,
 }
 
 /// Envoy's default when a provider names no location.
@@ -47,13 +49,19 @@ pub fn extract(
 ) -> Vec<Found> {
     let mut out: Vec<Found> = Vec::new();
     let mut push = |token: &[u8], loc: &Location| {
-        if token.is_empty() || out.iter().any(|f| f.token == token) {
+        if token.is_empty() {
+            return;
+        }
+        if let Some(f) = out.iter_mut().find(|f| f.token == token) {
+            if !f.locations.contains(loc) {
+                f.locations.push(loc.clone());
+            }
             return;
         }
         if out.len() <= MAX_TOKENS {
             out.push(Found {
                 token: token.to_vec(),
-                location: loc.clone(),
+                locations: vec![loc.clone()],
             });
         }
     };

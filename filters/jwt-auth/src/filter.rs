@@ -50,7 +50,9 @@ struct Verified {
     provider: usize,
     payload: Rc<Map<String, Value>>,
     token: Vec<u8>,
-    location: Location,
+    /// Every place a token of this provider was found (all verified): with
+    /// `forward: false` none of them may reach the upstream.
+    locations: Vec<Location>,
 }
 
 /// Per-worker state: config, keys, verified-token cache.
@@ -259,21 +261,30 @@ impl JwtAuth {
         if found.len() > MAX_TOKENS {
             return ProviderOutcome::Failed(Reason::TooManyTokens);
         }
-        let mut first = None;
+        let mut first: Option<Verified> = None;
+        let mut locations: Vec<Location> = Vec::new();
         for f in found {
             match self.verify_token(p, prov, &f.token, crypto, metrics, mode, now_nanos, now) {
                 Ok(payload) => {
+                    for l in &f.locations {
+                        if !locations.contains(l) {
+                            locations.push(l.clone());
+                        }
+                    }
                     first.get_or_insert(Verified {
                         provider: p,
                         payload,
                         token: f.token,
-                        location: f.location,
+                        locations: Vec::new(),
                     });
                 }
                 Err(outcome) => return outcome,
             }
         }
-        first.map_or(ProviderOutcome::Missing, ProviderOutcome::Verified)
+        match first {
+            Some(v) => ProviderOutcome::Verified(Verified { locations, ..v }),
+            None => ProviderOutcome::Missing,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -445,21 +456,23 @@ fn forward(p: &Provider, v: &Verified, host: &mut dyn HttpHost, ctx: &mut Reques
     if p.forward {
         return;
     }
-    match &v.location {
-        Location::Header { name, .. } => host.remove_request_header(name),
-        Location::Param(name) => {
-            if let Some(q) = ctx.request.query.clone() {
-                let path = remove_param(&ctx.request.path, &q, name);
-                host.set_request_header(":path", path.as_bytes());
-                ctx.request.query = path.split_once('?').map(|(_, q)| q.to_string());
+    for location in &v.locations {
+        match location {
+            Location::Header { name, .. } => host.remove_request_header(name),
+            Location::Param(name) => {
+                if let Some(q) = ctx.request.query.clone() {
+                    let path = remove_param(&ctx.request.path, &q, name);
+                    host.set_request_header(":path", path.as_bytes());
+                    ctx.request.query = path.split_once('?').map(|(_, q)| q.to_string());
+                }
             }
-        }
-        // Stricter than Envoy, which leaves the cookie: the token stops
-        // here, the session's other cookies go on.
-        Location::Cookie(name) => {
-            match crate::extractor::without_cookie(&host.request_headers(), name) {
-                Some(rest) => host.set_request_header("cookie", &rest),
-                None => host.remove_request_header("cookie"),
+            // Stricter than Envoy, which leaves the cookie: the token stops
+            // here, the session's other cookies go on.
+            Location::Cookie(name) => {
+                match crate::extractor::without_cookie(&host.request_headers(), name) {
+                    Some(rest) => host.set_request_header("cookie", &rest),
+                    None => host.remove_request_header("cookie"),
+                }
             }
         }
     }

@@ -401,6 +401,29 @@ fn forward_true_keeps_the_token_and_query_tokens_are_removed() {
 }
 
 #[test]
+fn every_token_location_is_stripped_not_only_the_first() {
+    let rsa = Key::get(KeyName::RsaA);
+    let t = rsa.token(Alg::RS256, &claims(json!({})));
+    let u = rsa.token(Alg::RS256, &claims(json!({"sub": "bob"})));
+    let mut a = auth();
+    let mut m = FakeMetrics::default();
+    for (header, query) in [(&t, &t), (&t, &u), (&u, &t)] {
+        let r = run(
+            &mut a,
+            request(
+                "GET",
+                &format!("/x?a=1&access_token={query}"),
+                &[("authorization", &bearer(header))],
+            ),
+            &mut m,
+        );
+        assert_eq!(r.check, Check::Continue);
+        assert_eq!(r.header("authorization"), None);
+        assert_eq!(r.header(":path").as_deref(), Some("/x?a=1"));
+    }
+}
+
+#[test]
 fn authorization_by_method_and_path() {
     let rsa = Key::get(KeyName::RsaA);
     let reader = rsa.token(Alg::RS256, &claims(json!({"scope": "read"})));
