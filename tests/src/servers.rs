@@ -21,6 +21,9 @@ pub struct Received {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The status the server chose for its answer (an answer delayed past
+    /// the client's timeout may never have reached it).
+    pub answered: u16,
 }
 
 impl Received {
@@ -40,27 +43,47 @@ pub struct Canned {
     pub body: Vec<u8>,
     /// Wait this long before answering (to drive timeouts).
     pub delay: Duration,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Canned {
     pub fn json(body: impl Into<String>) -> Self {
-        Canned {
-            status: 200,
-            content_type: "application/json".into(),
-            body: body.into().into_bytes(),
-            delay: Duration::ZERO,
-        }
+        Self::bytes(200, "application/json", body.into().into_bytes())
     }
     pub fn status(status: u16) -> Self {
+        Self::bytes(status, "text/plain", Vec::new())
+    }
+    /// Any status, content type and body (garbage included).
+    pub fn bytes(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         Canned {
             status,
-            content_type: "text/plain".into(),
-            body: Vec::new(),
+            content_type: content_type.into(),
+            body: body.into(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
+    }
+    /// An HTML page, as a login portal or a misrouted proxy answers.
+    pub fn html(status: u16, body: &str) -> Self {
+        Self::bytes(status, "text/html; charset=utf-8", body.as_bytes().to_vec())
+    }
+    /// A well-formed JSON document of exactly `len` bytes (at least 24):
+    /// `{"keys":[],"pad":"aaa…"}`, to exceed size caps.
+    pub fn huge_json(len: usize) -> Self {
+        let frame = r#"{"keys":[],"pad":""}"#;
+        let mut body = Vec::with_capacity(len.max(frame.len()));
+        body.extend_from_slice(br#"{"keys":[],"pad":""#);
+        body.resize(len.max(frame.len()) - 2, b'a');
+        body.extend_from_slice(br#""}"#);
+        Self::bytes(200, "application/json", body)
     }
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
         self
     }
 }
@@ -185,7 +208,7 @@ async fn handle(
     let body = to_bytes(req.into_body(), 64 << 20)
         .await
         .unwrap_or_default();
-    let received = Received {
+    let mut received = Received {
         method: method.to_string(),
         path: uri.path().to_string(),
         headers: headers
@@ -198,30 +221,36 @@ async fn handle(
             })
             .collect(),
         body: body.to_vec(),
+        answered: 0,
     };
     let canned = {
         let Ok(mut s) = server.state.lock() else {
             return Response::new(Body::empty());
         };
-        s.received.push(received.clone());
-        s.routes
+        let canned = s
+            .routes
             .get(uri.path())
             .cloned()
-            .or_else(|| s.fallback.clone())
-    };
-    let canned = match canned {
-        Some(c) => c,
-        None if server.echo => Canned::json(echo_body(&received, uri.query())),
-        None => Canned::status(404),
+            .or_else(|| s.fallback.clone());
+        let canned = match canned {
+            Some(c) => c,
+            None if server.echo => Canned::json(echo_body(&received, uri.query())),
+            None => Canned::status(404),
+        };
+        received.answered = canned.status;
+        s.received.push(received);
+        canned
     };
     if !canned.delay.is_zero() {
         tokio::time::sleep(canned.delay).await;
     }
-    Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::from_u16(canned.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", canned.content_type)
-        .body(Body::from(canned.body))
-        .unwrap_or_default()
+        .header("content-type", canned.content_type);
+    for (k, v) in &canned.headers {
+        response = response.header(k.as_str(), v.as_str());
+    }
+    response.body(Body::from(canned.body)).unwrap_or_default()
 }
 
 /// The echo upstream's answer: what arrived, as JSON.
@@ -310,5 +339,28 @@ impl Collector {
     /// Every body received, concatenated.
     pub fn all_bytes(&self) -> Vec<u8> {
         self.received().into_iter().flat_map(|r| r.body).collect()
+    }
+    /// The requests it answered with a 2xx (what a sender may count as
+    /// delivered), in arrival order.
+    pub fn accepted(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.answered))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_json_has_the_asked_length_and_parses() {
+        for len in [0, 20, 21, 1000, 3 << 20] {
+            let c = Canned::huge_json(len);
+            assert_eq!(c.body.len(), len.max(20));
+            let v: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
+            assert_eq!(v["keys"], serde_json::json!([]));
+        }
     }
 }
