@@ -2,6 +2,7 @@
 //! upstream, a JWKS server whose answers can change mid-test, a collector,
 //! and a reader for Envoy's stats.
 
+pub mod attack;
 pub mod envoy;
 pub mod jwt_tokens;
 pub mod paths;

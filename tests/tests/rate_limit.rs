@@ -236,6 +236,32 @@ async fn keys_from_a_header(envoy: &Envoy) {
     );
     assert_eq!(ok.header("ratelimit"), Some("\"by-header\";r=2;t=1200"));
     assert_eq!(ok.header("x-ratelimit-remaining"), Some("2"));
+
+    // The key header twice with different values (the spent key-a after a
+    // fresh one): 400 ambiguous_key, and the fresh key is not charged.
+    for _ in 0..3 {
+        let r = get(
+            &client,
+            &url,
+            &[("x-api-key", b"key-d"), ("x-api-key", b"key-a")],
+        )
+        .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.json()["error"], "ambiguous_key");
+        assert_eq!(r.json()["rule"], "by-header");
+        assert_eq!(r.header("retry-after"), None);
+        assert_eq!(r.header("ratelimit"), None);
+    }
+    let d = statuses(&client, &url, &[("x-api-key", b"key-d")], 4).await;
+    assert_eq!(d, vec![200, 200, 200, 429]);
+    // Twice with the same value: one key (key-a is spent).
+    let twice = get(
+        &client,
+        &url,
+        &[("x-api-key", b"key-a"), ("x-api-key", b"key-a")],
+    )
+    .await;
+    assert_eq!(twice.status, 429);
 }
 
 async fn client_ip_ignores_a_forged_forwarded_for(envoy: &Envoy) {
@@ -364,6 +390,14 @@ async fn metrics_per_rule(envoy: &Envoy) {
     assert_eq!(m("trial.shadow_limited"), 4);
     assert_eq!(m("trial.limited"), 0);
     assert_eq!(m("exact.store_unavailable"), 0);
+    assert_eq!(m("by-header.ambiguous_key"), 3);
+    // Only rules keyed on a header have it.
+    assert!(stats
+        .values
+        .contains_key("wasmcustom.rate_limit.per-tenant.ambiguous_key"));
+    assert!(!stats
+        .values
+        .contains_key("wasmcustom.rate_limit.exact.ambiguous_key"));
     // Defined from the start, even if nothing happened.
     assert!(stats
         .values

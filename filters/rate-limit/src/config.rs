@@ -94,7 +94,9 @@ pub struct Rule {
     /// The rate and the burst.
     pub limit: LimitConfig,
     /// When true, the rule counts and reports (metric `shadow_limited`,
-    /// audit outcome `shadow_limited`) but never rejects. Default false.
+    /// audit outcome `shadow_limited`) but never rejects for its limit.
+    /// A request whose key header is ambiguous is still refused (400
+    /// `ambiguous_key`): it is malformed input, not a limit. Default false.
     #[serde(default)]
     pub shadow: bool,
     /// What to do when a part of the key is missing from a request
@@ -154,7 +156,10 @@ pub enum KeySource {
     /// The client's IP address: the connection's peer (`source.address`) by
     /// default. Example: `{"client_ip": {"trusted_hops": 1}}`.
     ClientIp(ClientIp),
-    /// The value of a request header (bytes, compared exactly).
+    /// The value of a request header (bytes, compared exactly; a comma
+    /// list in one line is one value). Sent more than once with different
+    /// values, the request is refused (400 `ambiguous_key`), also by a
+    /// shadow rule; identical lines are one value.
     /// Example: `{"header": {"name": "x-api-key"}}`.
     Header(HeaderKey),
     /// The caller verified by `jwt-auth` (`issuer|subject`). Missing when no
@@ -246,6 +251,9 @@ pub struct CompiledRule {
     pub metric_limited: String,
     pub metric_shadow_limited: String,
     pub metric_store_unavailable: String,
+    /// Some key part is a request header (which can be ambiguous).
+    pub keys_on_header: bool,
+    pub metric_ambiguous_key: String,
 }
 
 impl Config {
@@ -299,6 +307,8 @@ impl Config {
                     metric_limited: metric("limited"),
                     metric_shadow_limited: metric("shadow_limited"),
                     metric_store_unavailable: metric("store_unavailable"),
+                    keys_on_header: rule.key.iter().any(|k| matches!(k, KeySource::Header(_))),
+                    metric_ambiguous_key: metric("ambiguous_key"),
                     rule: rule.clone(),
                 }
             })
@@ -520,5 +530,17 @@ mod tests {
         assert_eq!(compiled[0].slots, 1);
         assert_eq!(compiled[1].slots, 8);
         assert_eq!(compiled[1].metric_limited, "rate_limit.h.limited");
+        assert!(!compiled[1].keys_on_header);
+        let c = Config::parse(
+            br#"{"rules":[{"name":"k","key":[{"client_ip":{}},{"header":{"name":"x-k"}}],
+                           "limit":{"requests_per_unit":1,"unit":"second"}}]}"#,
+        )
+        .unwrap();
+        let compiled = c.compile();
+        assert!(compiled[0].keys_on_header);
+        assert_eq!(
+            compiled[0].metric_ambiguous_key,
+            "rate_limit.k.ambiguous_key"
+        );
     }
 }

@@ -7,10 +7,14 @@
 //! in config order with compare-and-swap. Only if another worker empties a
 //! later rule's bucket between the check and the update is the request
 //! refused after earlier rules took their token (stricter, never looser).
+//!
+//! Before that, if the header an applicable rule keys on is repeated with
+//! different values, the request is refused (400 `ambiguous_key`) and no
+//! bucket is looked at.
 
 use crate::config::{CompiledRule, Config, FailureMode, KeySource, OnMissingKey};
 use crate::gcra::Verdict;
-use crate::key::Seed;
+use crate::key::{Headers, Key, Seed};
 use crate::response::{rate_limit_headers, rejection, RuleState};
 use crate::slots::{self, Peek, Placement, Table, Take};
 use crate::status::Reason;
@@ -112,6 +116,9 @@ impl RateLimiter {
             ] {
                 metrics.increment(m, 0);
             }
+            if r.keys_on_header {
+                metrics.increment(&r.metric_ambiguous_key, 0);
+            }
         }
         metrics.increment(METRIC_CAS_RETRIES, 0);
         metrics.increment(METRIC_SLOT_COLLISIONS, 0);
@@ -161,9 +168,6 @@ impl Applied<'_> {
             limit: self.rule.gcra,
         }
     }
-    fn state(&self, v: &Verdict) -> RuleState {
-        RuleState::new(&self.rule.rule.name, self.rule.gcra, v)
-    }
 }
 
 /// One request's rate limiting: create one per HTTP context.
@@ -207,22 +211,39 @@ impl RateLimit {
         ctx.rate_limit = None;
 
         let mut applied = Vec::new();
-        for rule in &limiter.rules {
-            if !rule.rule.matcher.matches(&ctx.request, &*host) {
-                continue;
+        // The first applicable rule (in config order) whose key header is
+        // repeated with different values.
+        let mut ambiguous: Option<&CompiledRule> = None;
+        {
+            // Read from the host once, and only if a key part needs them.
+            let headers = Headers::new(&*host);
+            for rule in &limiter.rules {
+                if !rule.rule.matcher.matches(&ctx.request, &*host) {
+                    continue;
+                }
+                let name = &rule.rule.name;
+                let hash = match limiter.seed.key(name, &rule.rule.key, &headers, ctx) {
+                    Key::Hash(h) => h,
+                    Key::Missing if rule.rule.on_missing_key == OnMissingKey::Skip => continue,
+                    Key::Missing => limiter.seed.missing_key_hash(name),
+                    Key::Ambiguous => {
+                        // Malformed input, not a limit: refused by shadow
+                        // rules too, and counted in no bucket.
+                        metrics.increment(&rule.metric_ambiguous_key, 1);
+                        ambiguous.get_or_insert(rule);
+                        continue;
+                    }
+                };
+                let at = Placement::from_hash(hash, rule.slots);
+                applied.push(Applied {
+                    rule,
+                    at,
+                    peek: None,
+                });
             }
-            let name = &rule.rule.name;
-            let hash = match limiter.seed.key_hash(name, &rule.rule.key, &*host, ctx) {
-                Some(h) => h,
-                None if rule.rule.on_missing_key == OnMissingKey::Skip => continue,
-                None => limiter.seed.missing_key_hash(name),
-            };
-            let at = Placement::from_hash(hash, rule.slots);
-            applied.push(Applied {
-                rule,
-                at,
-                peek: None,
-            });
+        }
+        if let Some(rule) = ambiguous {
+            return self.reject(host, ctx, Reason::AmbiguousKey, rule, None);
         }
         if applied.is_empty() {
             return Flow::Continue;
@@ -255,7 +276,7 @@ impl RateLimit {
                 return match applied.get(first) {
                     Some(a) => {
                         let v = a.peek.map(|p| p.verdict);
-                        self.reject(host, ctx, Reason::OverLimit, a, v)
+                        self.reject(host, ctx, Reason::OverLimit, a.rule, v)
                     }
                     None => Flow::Continue,
                 };
@@ -284,7 +305,7 @@ impl RateLimit {
                 Take::Allowed(v) => {
                     metrics.increment(&a.rule.metric_allowed, 1);
                     if !shadow {
-                        states.push(a.state(&v));
+                        states.push(RuleState::new(&a.rule.rule.name, a.rule.gcra, &v));
                     }
                 }
                 Take::Denied(_) if shadow => {
@@ -316,7 +337,7 @@ impl RateLimit {
             metrics.increment(METRIC_CAS_RETRIES, i64::from(retries));
         }
         if let Some((reason, a, v)) = refused {
-            return self.reject(host, ctx, reason, a, v);
+            return self.reject(host, ctx, reason, a.rule, v);
         }
         ctx.rate_limit = Some(RateLimitDecision {
             outcome: match shadow_limited {
@@ -346,14 +367,15 @@ impl RateLimit {
         host: &mut dyn HttpHost,
         ctx: &mut RequestContext,
         reason: Reason,
-        a: &Applied,
+        rule: &CompiledRule,
         verdict: Option<Verdict>,
     ) -> Flow {
         let config = &self.limiter.config;
-        let state = verdict.map(|v| (a.state(&v), v.next_ns));
+        let name = &rule.rule.name;
+        let state = verdict.map(|v| (RuleState::new(name, rule.gcra, &v), v.next_ns));
         let reply = rejection(
             reason,
-            &a.rule.rule.name,
+            name,
             config.status,
             state.as_ref().map(|(s, ns)| (s, *ns)),
             config.headers.x_ratelimit,
@@ -366,7 +388,7 @@ impl RateLimit {
         host.send_response(u32::from(reply.status), &headers, &reply.body);
         ctx.rate_limit = Some(RateLimitDecision {
             outcome: reason.outcome().to_string(),
-            rule: Some(a.rule.rule.name.clone()),
+            rule: Some(name.clone()),
         });
         self.pending.clear();
         Flow::Responded
@@ -809,6 +831,185 @@ mod tests {
             }
         }
         assert_eq!(allowed, 5);
+    }
+
+    const PER_KEY: &str = r#"{"slots": 64, "rules": [{"name": "per-key", "match": {"prefix": "/key"},
+        "key": [{"header": {"name": "x-api-key"}}], "limit": {"requests_per_unit": 2, "unit": "hour"}}]}"#;
+
+    #[test]
+    fn a_key_header_repeated_with_different_values_is_refused() {
+        let mut w = World::new(PER_KEY);
+        assert_eq!(w.metric("rate_limit.per-key.ambiguous_key"), 0);
+        let key = |v: &'static str| ("x-api-key", v);
+        for want in [200, 200, 429] {
+            assert_eq!(status(&w.get("/key", &[key("spent")], NOW).0), want);
+        }
+        // A fresh value first, the spent key second (or the other way
+        // round): the upstream might read either line.
+        for lines in [
+            vec![key("fresh-1"), key("spent")],
+            vec![key("spent"), key("fresh-1")],
+            vec![key("fresh-1"), ("X-Api-Key", "spent")],
+        ] {
+            let (h, ctx) = w.get("/key", &lines, NOW);
+            assert_eq!(status(&h), 400, "{lines:?}");
+            assert_eq!(body(&h)["error"], "ambiguous_key");
+            assert_eq!(body(&h)["rule"], "per-key");
+            assert!(body(&h).get("retry_after").is_none());
+            assert_eq!(sent_header(&h, "retry-after"), None);
+            assert_eq!(sent_header(&h, "ratelimit"), None);
+            let d = ctx.rate_limit.unwrap();
+            assert_eq!(
+                (d.outcome.as_str(), d.rule.as_deref()),
+                ("invalid", Some("per-key"))
+            );
+        }
+        assert_eq!(w.metric("rate_limit.per-key.ambiguous_key"), 3);
+        // Nothing was charged: fresh-1 still has its whole burst.
+        assert_eq!(w.metric("rate_limit.per-key.allowed"), 2);
+        assert_eq!(w.metric("rate_limit.per-key.limited"), 1);
+        for want in [200, 200, 429] {
+            assert_eq!(status(&w.get("/key", &[key("fresh-1")], NOW).0), want);
+        }
+        // Identical lines are one key: the spent one.
+        let (h, _) = w.get("/key", &[key("spent"), key("spent")], NOW);
+        assert_eq!(status(&h), 429);
+        assert_eq!(body(&h)["error"], "over_limit");
+        // A list in one line is one opaque key of its own.
+        assert_eq!(status(&w.get("/key", &[key("spent, fresh-2")], NOW).0), 200);
+        // A request the rule does not match is not looked at.
+        let (h, ctx) = w.get("/other", &[key("a"), key("b")], NOW);
+        assert_eq!(status(&h), 200);
+        assert!(ctx.rate_limit.is_none());
+        assert_eq!(w.metric("rate_limit.per-key.ambiguous_key"), 3);
+    }
+
+    #[test]
+    fn an_ambiguous_key_charges_no_other_rule_and_names_the_first() {
+        let mut w = World::new(
+            r#"{"slots": 16, "rules": [
+                {"name": "ip", "limit": {"requests_per_unit": 1, "unit": "hour"}},
+                {"name": "trial", "shadow": true, "key": [{"header": {"name": "x-a"}}],
+                 "limit": {"requests_per_unit": 5, "unit": "hour"}},
+                {"name": "skip", "key": [{"header": {"name": "x-a"}}, {"header": {"name": "x-b"}}],
+                 "on_missing_key": "skip", "limit": {"requests_per_unit": 5, "unit": "hour"}}]}"#,
+        );
+        // Only rules keyed on a header can count ambiguity.
+        assert_eq!(w.metric("rate_limit.ip.ambiguous_key"), -1);
+        assert_eq!(w.metric("rate_limit.trial.ambiguous_key"), 0);
+        let (h, ctx) = w.get("/", &[("x-a", "1"), ("x-a", "2"), ("x-b", "b")], NOW);
+        // A shadow rule refuses too: malformed input, not its limit.
+        assert_eq!(status(&h), 400);
+        assert_eq!(body(&h)["rule"], "trial");
+        assert_eq!(ctx.rate_limit.unwrap().outcome, "invalid");
+        assert_eq!(w.metric("rate_limit.trial.ambiguous_key"), 1);
+        assert_eq!(w.metric("rate_limit.skip.ambiguous_key"), 1);
+        // x-b missing: "skip" does not apply (it would not use x-a), but
+        // "trial" still refuses.
+        let (h, _) = w.get("/", &[("x-a", "1"), ("x-a", "2")], NOW);
+        assert_eq!(body(&h)["rule"], "trial");
+        assert_eq!(w.metric("rate_limit.skip.ambiguous_key"), 1);
+        assert_eq!(w.metric("rate_limit.trial.ambiguous_key"), 2);
+        // Neither refusal took the client's one token, nor any other.
+        for m in ["ip", "trial", "skip"] {
+            assert_eq!(w.metric(&format!("rate_limit.{m}.allowed")), 0, "{m}");
+        }
+        assert_eq!(
+            status(&w.get("/", &[("x-a", "1"), ("x-b", "b")], NOW).0),
+            200
+        );
+        assert_eq!(status(&w.get("/", &[("x-a", "1")], NOW).0), 429);
+    }
+
+    /// A FakeHost that counts its header reads.
+    struct Counting {
+        host: FakeHost,
+        one: std::cell::Cell<u32>,
+        all: std::cell::Cell<u32>,
+    }
+
+    impl HttpHost for Counting {
+        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.one.set(self.one.get() + 1);
+            self.host.request_header(name)
+        }
+        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+            self.all.set(self.all.get() + 1);
+            self.host.request_headers()
+        }
+        fn set_request_header(&mut self, name: &str, value: &[u8]) {
+            self.host.set_request_header(name, value);
+        }
+        fn remove_request_header(&mut self, name: &str) {
+            self.host.remove_request_header(name);
+        }
+        fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.host.response_header(name)
+        }
+        fn set_response_header(&mut self, name: &str, value: &[u8]) {
+            self.host.set_response_header(name, value);
+        }
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.host.property(path)
+        }
+        fn set_property(&mut self, path: &[&str], value: &[u8]) {
+            self.host.set_property(path, value);
+        }
+        fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+            self.host.send_response(status, headers, body);
+        }
+        fn now_nanos(&self) -> u64 {
+            self.host.now_nanos()
+        }
+        fn log(&self, level: filter_common::Level, message: &str) {
+            self.host.log(level, message);
+        }
+    }
+
+    /// `(request_header calls, request_headers calls, status)`.
+    fn reads(json: &str, path: &str, headers: &[(&str, &str)]) -> (u32, u32, u32) {
+        let w = World::new(json);
+        let mut shared = w.shared.clone();
+        let mut metrics = w.metrics.clone();
+        let mut fake = FakeHost::request("GET", path, "example.com", headers);
+        fake.now_nanos = NOW;
+        fake.properties
+            .insert("source.address".into(), b"10.0.0.1:1".to_vec());
+        let mut host = Counting {
+            host: fake,
+            one: Default::default(),
+            all: Default::default(),
+        };
+        let mut ctx = RequestContext::default();
+        RateLimit::new(Rc::clone(&w.limiter)).on_request_headers(
+            &mut host,
+            &mut shared,
+            &mut metrics,
+            &mut ctx,
+        );
+        (host.one.get(), host.all.get(), status(&host.host))
+    }
+
+    #[test]
+    fn every_header_is_read_in_one_call_and_only_when_a_key_needs_it() {
+        // Keyed on the client address: no header list is copied (the
+        // `prefix` matcher reads `:path` alone).
+        let dup = [("x-api-key", "a"), ("x-api-key", "b")];
+        assert_eq!(reads(ONE_RULE, "/api", &dup), (1, 0, 200));
+        // Keyed on a header: the whole list, once, however many rules and
+        // parts use it; no single-header read.
+        let two_rules = r#"{"slots": 16, "rules": [
+            {"name": "a", "key": [{"header": {"name": "x-api-key"}}, {"header": {"name": "x-b"}}],
+             "limit": {"requests_per_unit": 5, "unit": "hour"}},
+            {"name": "b", "key": [{"header": {"name": "x-api-key"}}, {"client_ip": {"trusted_hops": 1}}],
+             "limit": {"requests_per_unit": 5, "unit": "hour"}}]}"#;
+        assert_eq!(
+            reads(two_rules, "/", &[("x-api-key", "k"), ("x-b", "b")]),
+            (0, 1, 200)
+        );
+        assert_eq!(reads(two_rules, "/", &dup), (0, 1, 400));
+        // A header rule the request does not match reads nothing.
+        assert_eq!(reads(PER_KEY, "/other", &dup), (1, 0, 200));
     }
 
     #[test]

@@ -6,10 +6,17 @@
 //! its key lands in, so it cannot aim collisions at someone else's bucket.
 //! Only the 64-bit hash leaves this module, so a huge header costs hashing
 //! time, never memory.
+//!
+//! A header key part is read from every line of that header: a request
+//! whose lines disagree is [`Key::Ambiguous`] (RFC 9110 §5.3: a sender
+//! must not repeat a field that is not a list), because the upstream may
+//! read another line than the one the limit would count. Identical lines
+//! are one value; a comma inside one line is part of the value.
 
 use crate::config::{ClientIp, KeySource};
 use filter_common::{HttpHost, RequestContext};
 use siphasher::sip::SipHasher13;
+use std::cell::OnceCell;
 use std::hash::Hasher;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
@@ -19,6 +26,67 @@ pub const SOURCE_ADDRESS: [&str; 2] = ["source", "address"];
 pub const ROUTE_NAME: [&str; 2] = ["xds", "route_name"];
 /// Envoy attribute with the first URI SAN of the peer certificate.
 pub const PEER_URI_SAN: [&str; 2] = ["connection", "uri_san_peer_certificate"];
+
+/// The request's headers, read from the host at most once per request and
+/// only when a key part needs them (a `header` key, `client_ip` with
+/// `trusted_hops`): one host call returning every header, duplicates
+/// included (cheap inside the chain, whose host is a
+/// [`filter_common::HeaderSnapshot`]).
+pub struct Headers<'h> {
+    host: &'h dyn HttpHost,
+    all: OnceCell<Vec<(String, Vec<u8>)>>,
+}
+
+impl<'h> Headers<'h> {
+    /// Nothing is read until a key part asks.
+    pub fn new(host: &'h dyn HttpHost) -> Self {
+        Headers {
+            host,
+            all: OnceCell::new(),
+        }
+    }
+
+    pub fn host(&self) -> &'h dyn HttpHost {
+        self.host
+    }
+
+    /// Every line of header `name` (case-insensitive), in request order.
+    pub fn lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.all
+            .get_or_init(|| self.host.request_headers())
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// One key part of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Value(Vec<u8>),
+    /// The request lacks it.
+    Missing,
+    /// A header sent more than once with different values.
+    Ambiguous,
+}
+
+impl From<Option<Vec<u8>>> for Part {
+    fn from(v: Option<Vec<u8>>) -> Self {
+        v.map_or(Part::Missing, Part::Value)
+    }
+}
+
+/// A request's key for one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Hash(u64),
+    /// A part is missing (whatever the other parts are: the key does not
+    /// use them then, see `on_missing_key`).
+    Missing,
+    /// No part is missing, and a header part is repeated with different
+    /// values: refused, never counted.
+    Ambiguous,
+}
 
 /// The hash seed shared by every worker (see [`crate::slots`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,21 +105,31 @@ impl Seed {
         h
     }
 
-    /// The hash of a request's key for `rule`, or `None` when a part of
-    /// the key is missing from the request.
-    pub fn key_hash(
+    /// The hash of a request's key for `rule`; [`Key::Missing`] when a
+    /// part of the key is missing from the request, else
+    /// [`Key::Ambiguous`] when a header part is.
+    pub fn key(
         &self,
         rule: &str,
         sources: &[KeySource],
-        host: &dyn HttpHost,
+        headers: &Headers,
         ctx: &RequestContext,
-    ) -> Option<u64> {
+    ) -> Key {
         let mut h = self.hasher(rule);
+        let mut ambiguous = false;
         for (i, source) in sources.iter().enumerate() {
             let tag = u8::try_from(i + 1).unwrap_or(u8::MAX);
-            part(&mut h, tag, &value(source, host, ctx)?);
+            match value(source, headers, ctx) {
+                Part::Value(v) => part(&mut h, tag, &v),
+                Part::Missing => return Key::Missing,
+                Part::Ambiguous => ambiguous = true,
+            }
         }
-        Some(h.finish())
+        if ambiguous {
+            Key::Ambiguous
+        } else {
+            Key::Hash(h.finish())
+        }
     }
 
     /// The one bucket shared by requests missing a part of their key;
@@ -70,28 +148,47 @@ fn part(h: &mut SipHasher13, tag: u8, bytes: &[u8]) {
     h.write(bytes);
 }
 
-/// One key part's bytes, or `None` when the request lacks it.
-pub fn value(source: &KeySource, host: &dyn HttpHost, ctx: &RequestContext) -> Option<Vec<u8>> {
+/// One key part of the request.
+pub fn value(source: &KeySource, headers: &Headers, ctx: &RequestContext) -> Part {
+    let host = headers.host();
     match source {
-        KeySource::ClientIp(c) => client_ip(c, host),
-        KeySource::Header(h) => host.request_header(&h.name),
-        KeySource::Identity(_) => ctx.identity.as_ref().map(|i| i.key().into_bytes()),
-        KeySource::Path(_) => Some(ctx.request.path.as_bytes().to_vec()),
-        KeySource::Method(_) => Some(ctx.request.method.as_bytes().to_vec()),
-        KeySource::Route(_) => host.property(&ROUTE_NAME).filter(|v| !v.is_empty()),
-        KeySource::PeerUriSan(_) => host.property(&PEER_URI_SAN).filter(|v| !v.is_empty()),
+        KeySource::ClientIp(c) => client_ip(c, headers).into(),
+        KeySource::Header(h) => header(headers, &h.name),
+        KeySource::Identity(_) => ctx.identity.as_ref().map(|i| i.key().into_bytes()).into(),
+        KeySource::Path(_) => Part::Value(ctx.request.path.as_bytes().to_vec()),
+        KeySource::Method(_) => Part::Value(ctx.request.method.as_bytes().to_vec()),
+        KeySource::Route(_) => host.property(&ROUTE_NAME).filter(|v| !v.is_empty()).into(),
+        KeySource::PeerUriSan(_) => host
+            .property(&PEER_URI_SAN)
+            .filter(|v| !v.is_empty())
+            .into(),
     }
 }
 
+/// A header's value: its one line, or its lines when they are all the
+/// same. Compared byte for byte as the host hands them over (Envoy has
+/// already removed the optional whitespace around each line); a comma
+/// list inside one line is one opaque value.
+fn header(headers: &Headers, name: &str) -> Part {
+    let mut lines = headers.lines(name);
+    let Some(first) = lines.next() else {
+        return Part::Missing;
+    };
+    if lines.any(|other| other != first) {
+        return Part::Ambiguous;
+    }
+    Part::Value(first.to_vec())
+}
+
 /// The client address as bytes (4 for IPv4, 16 for IPv6 after masking).
-pub fn client_ip(config: &ClientIp, host: &dyn HttpHost) -> Option<Vec<u8>> {
+pub fn client_ip(config: &ClientIp, headers: &Headers) -> Option<Vec<u8>> {
     let raw = match config.trusted_hops {
         0 => None,
-        hops => forwarded_hop(host, hops),
+        hops => forwarded_hop(headers, hops),
     };
     let raw = match raw {
         Some(r) => r,
-        None => host.property(&SOURCE_ADDRESS)?,
+        None => headers.host().property(&SOURCE_ADDRESS)?,
     };
     Some(match parse_ip(&raw) {
         Some(ip) => ip_bytes(ip, config.ipv6_prefix_len.unwrap_or(128)),
@@ -102,14 +199,10 @@ pub fn client_ip(config: &ClientIp, host: &dyn HttpHost) -> Option<Vec<u8>> {
 
 /// The `hops`-th entry from the right of every `X-Forwarded-For` line,
 /// or `None` when there are fewer entries (then the peer is used).
-fn forwarded_hop(host: &dyn HttpHost, hops: u32) -> Option<Vec<u8>> {
-    let lines: Vec<Vec<u8>> = host
-        .request_headers()
-        .into_iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
-        .map(|(_, v)| v)
-        .collect();
-    let entries = lines.iter().flat_map(|l| l.split(|b| *b == b','));
+fn forwarded_hop(headers: &Headers, hops: u32) -> Option<Vec<u8>> {
+    let entries = headers
+        .lines("x-forwarded-for")
+        .flat_map(|l| l.split(|b| *b == b','));
     let from_right: Vec<&[u8]> = entries.collect();
     let index = from_right.len().checked_sub(usize::try_from(hops).ok()?)?;
     let entry = from_right.get(index)?.trim_ascii();
@@ -172,9 +265,19 @@ mod tests {
                 trusted_hops,
                 ipv6_prefix_len: None,
             },
-            h,
+            &Headers::new(h),
         )
         .unwrap()
+    }
+
+    /// The key of one rule keyed on `sources`, for a request with `headers`.
+    fn key_of(sources: &[KeySource], headers: &[(&str, &str)]) -> Key {
+        let h = host(headers, "1.1.1.1:1");
+        SEED.key("r", sources, &Headers::new(&h), &ctx(&h))
+    }
+
+    fn header_key(name: &str) -> KeySource {
+        KeySource::Header(HeaderKey { name: name.into() })
     }
 
     #[test]
@@ -209,9 +312,9 @@ mod tests {
             trusted_hops: 0,
             ipv6_prefix_len: Some(64),
         };
-        let a = client_ip(&c, &h).unwrap();
+        let a = client_ip(&c, &Headers::new(&h)).unwrap();
         let h2 = host(&[], "[2001:db8:1:2:ffff::1]:1");
-        assert_eq!(a, client_ip(&c, &h2).unwrap());
+        assert_eq!(a, client_ip(&c, &Headers::new(&h2)).unwrap());
         assert_ne!(ip(0, &h), ip(0, &h2));
         let h = host(&[], "[::ffff:1.2.3.4]:1");
         assert_eq!(ip(0, &h), vec![1, 2, 3, 4]);
@@ -230,10 +333,14 @@ mod tests {
             b"spiffe://a/b".to_vec(),
         );
         let mut c = ctx(&h);
-        let v = |s: KeySource, c: &RequestContext| value(&s, &h, c);
-        let header = |n: &str| KeySource::Header(HeaderKey { name: n.into() });
-        assert_eq!(v(header("x-api-key"), &c), Some(b"k1".to_vec()));
-        assert_eq!(v(header("x-none"), &c), None);
+        let headers = Headers::new(&h);
+        let v = |s: KeySource, c: &RequestContext| match value(&s, &headers, c) {
+            Part::Value(v) => Some(v),
+            Part::Missing => None,
+            Part::Ambiguous => panic!("ambiguous {s:?}"),
+        };
+        assert_eq!(v(header_key("x-api-key"), &c), Some(b"k1".to_vec()));
+        assert_eq!(v(header_key("x-none"), &c), None);
         assert_eq!(v(KeySource::Path(Empty {}), &c), Some(b"/api/x".to_vec()));
         assert_eq!(v(KeySource::Method(Empty {}), &c), Some(b"GET".to_vec()));
         assert_eq!(v(KeySource::Route(Empty {}), &c), Some(b"r1".to_vec()));
@@ -262,7 +369,10 @@ mod tests {
         ];
         let hash = |a: &str, b: &str, rule: &str, seed: Seed| {
             let h = host(&[("a", a), ("b", b)], "1.1.1.1:1");
-            seed.key_hash(rule, &sources, &h, &ctx(&h)).unwrap()
+            match seed.key(rule, &sources, &Headers::new(&h), &ctx(&h)) {
+                Key::Hash(k) => k,
+                other => panic!("{other:?}"),
+            }
         };
         let base = hash("ab", "c", "r", SEED);
         assert_eq!(base, hash("ab", "c", "r", SEED));
@@ -270,8 +380,7 @@ mod tests {
         assert_ne!(base, hash("ab", "c", "s", SEED));
         assert_ne!(base, hash("ab", "c", "r", Seed([8; 16])));
         assert_ne!(base, SEED.missing_key_hash("r"));
-        let h = host(&[("a", "x")], "1.1.1.1:1");
-        assert_eq!(SEED.key_hash("r", &sources, &h, &ctx(&h)), None);
+        assert_eq!(key_of(&sources, &[("a", "x")]), Key::Missing);
     }
 
     #[test]
@@ -281,10 +390,112 @@ mod tests {
             .push(("x-k".into(), vec![0xff, 0xfe, 0x00, 0x80]));
         h.request_headers
             .push(("x-big".into(), vec![b'a'; 1 << 20]));
+        h.request_headers
+            .push(("x-k".into(), vec![0xff, 0xfe, 0x00, 0x80]));
+        h.request_headers
+            .push(("x-twice".into(), vec![0xff; 1 << 20]));
+        h.request_headers
+            .push(("x-twice".into(), vec![0xff; 1 << 20]));
         let c = ctx(&h);
-        for name in ["x-k", "x-big"] {
-            let sources = vec![KeySource::Header(HeaderKey { name: name.into() })];
-            assert!(SEED.key_hash("r", &sources, &h, &c).is_some());
+        for name in ["x-k", "x-big", "x-twice"] {
+            let key = SEED.key("r", &[header_key(name)], &Headers::new(&h), &c);
+            assert!(matches!(key, Key::Hash(_)), "{name}: {key:?}");
         }
+        // Two identical lines of non-UTF-8 bytes were one key above; a
+        // third line differing in one byte makes it ambiguous.
+        h.request_headers
+            .push(("x-k".into(), vec![0xff, 0xfe, 0x00, 0x81]));
+        let key = SEED.key("r", &[header_key("x-k")], &Headers::new(&h), &c);
+        assert_eq!(key, Key::Ambiguous);
+    }
+
+    #[test]
+    fn identical_repeated_lines_are_one_key() {
+        let k = [header_key("x-api-key")];
+        let once = key_of(&k, &[("x-api-key", "spent")]);
+        assert!(matches!(once, Key::Hash(_)));
+        assert_eq!(
+            key_of(&k, &[("x-api-key", "spent"), ("x-api-key", "spent")]),
+            once
+        );
+        // Other headers in between do not matter; names are case-insensitive.
+        assert_eq!(
+            key_of(
+                &k,
+                &[
+                    ("x-api-key", "spent"),
+                    ("x-other", "fresh"),
+                    ("X-Api-Key", "spent"),
+                    ("x-api-key", "spent"),
+                ]
+            ),
+            once
+        );
+    }
+
+    #[test]
+    fn different_repeated_lines_are_ambiguous_in_any_order() {
+        let k = [header_key("x-api-key")];
+        for lines in [
+            &[("x-api-key", "fresh-1"), ("x-api-key", "spent")][..],
+            &[("x-api-key", "spent"), ("x-api-key", "fresh-1")],
+            &[("x-api-key", "spent"), ("X-API-KEY", "fresh-1")],
+            &[
+                ("x-api-key", "spent"),
+                ("x-api-key", "spent"),
+                ("x-api-key", "x"),
+            ],
+            // Bytes, not text: letter case and whitespace are differences.
+            &[("x-api-key", "spent"), ("x-api-key", "SPENT")],
+            &[("x-api-key", "spent"), ("x-api-key", "spent ")],
+            // An empty line is a value too.
+            &[("x-api-key", ""), ("x-api-key", "spent")],
+        ] {
+            assert_eq!(key_of(&k, lines), Key::Ambiguous, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn a_comma_list_in_one_line_is_one_opaque_key() {
+        let k = [header_key("x-api-key")];
+        let list = key_of(&k, &[("x-api-key", "spent, fresh")]);
+        assert!(matches!(list, Key::Hash(_)));
+        assert_ne!(list, key_of(&k, &[("x-api-key", "spent")]));
+        assert_ne!(list, key_of(&k, &[("x-api-key", "fresh")]));
+        // As two lines it would be ambiguous, not this key.
+        assert_eq!(
+            key_of(&k, &[("x-api-key", "spent"), ("x-api-key", "fresh")]),
+            Key::Ambiguous
+        );
+    }
+
+    #[test]
+    fn a_missing_part_wins_over_an_ambiguous_one() {
+        // With a part missing, the key does not use the other parts
+        // (`on_missing_key`), so their lines do not matter; in any order.
+        let dup = [("x-a", "1"), ("x-a", "2")];
+        for sources in [
+            [header_key("x-a"), header_key("x-none")],
+            [header_key("x-none"), header_key("x-a")],
+        ] {
+            assert_eq!(key_of(&sources, &dup), Key::Missing);
+        }
+        let two = [header_key("x-a"), header_key("x-b")];
+        assert_eq!(
+            key_of(&two, &[("x-a", "1"), ("x-a", "2"), ("x-b", "b")]),
+            Key::Ambiguous
+        );
+        assert_eq!(
+            key_of(&two, &[("x-b", "b"), ("x-a", "1"), ("x-b", "c")]),
+            Key::Ambiguous
+        );
+        // Only the parts a rule keys on are looked at.
+        assert!(matches!(
+            key_of(
+                &[header_key("x-b")],
+                &[("x-a", "1"), ("x-a", "2"), ("x-b", "b")]
+            ),
+            Key::Hash(_)
+        ));
     }
 }

@@ -81,7 +81,8 @@ pub struct Rejection {
 
 /// The reply to a rejected request. `state` is the rule's state when the
 /// reason is [`Reason::OverLimit`]; `retry_after_ns` when the next request
-/// would pass.
+/// would pass. A reason that retrying cannot cure ([`Reason::retryable`])
+/// gets no `Retry-After`.
 pub fn rejection(
     reason: Reason,
     rule: &str,
@@ -89,22 +90,24 @@ pub fn rejection(
     state: Option<(&RuleState, u64)>,
     x_ratelimit: bool,
 ) -> Rejection {
-    // Retry-After is whole seconds and never 0: a client retrying at once
-    // would only be refused again.
-    let retry_after = state.map_or(1, |(_, ns)| ceil_seconds(ns).max(1));
-    let mut headers = vec![
-        ("content-type".to_string(), "application/json".to_string()),
-        ("retry-after".to_string(), retry_after.to_string()),
-    ];
-    if let Some((s, _)) = state {
-        headers.extend(rate_limit_headers(std::slice::from_ref(s), x_ratelimit));
-    }
-    let body = serde_json::json!({
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let mut body = serde_json::json!({
         "error": reason.label(),
         "rule": rule,
         "message": reason.message(),
-        "retry_after": retry_after,
     });
+    if reason.retryable() {
+        // Retry-After is whole seconds and never 0: a client retrying at
+        // once would only be refused again.
+        let retry_after = state.map_or(1, |(_, ns)| ceil_seconds(ns).max(1));
+        headers.push(("retry-after".to_string(), retry_after.to_string()));
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("retry_after".to_string(), retry_after.into());
+        }
+    }
+    if let Some((s, _)) = state {
+        headers.extend(rate_limit_headers(std::slice::from_ref(s), x_ratelimit));
+    }
     Rejection {
         status: reason.status(over_limit_status),
         headers,
@@ -167,6 +170,21 @@ mod tests {
         assert_eq!(r.status, 503);
         assert_eq!(header(&r.headers, "retry-after"), Some("1"));
         assert_eq!(header(&r.headers, "ratelimit"), None);
+    }
+
+    #[test]
+    fn ambiguous_key_reply() {
+        let r = rejection(Reason::AmbiguousKey, "per-key", 429, None, true);
+        assert_eq!(r.status, 400);
+        assert_eq!(header(&r.headers, "content-type"), Some("application/json"));
+        // Retrying the same request cannot help: no Retry-After, no
+        // rate-limit fields (no bucket was looked at).
+        assert_eq!(r.headers.len(), 1);
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"], "ambiguous_key");
+        assert_eq!(body["rule"], "per-key");
+        assert!(body.get("retry_after").is_none());
+        assert!(body["message"].as_str().unwrap().contains("repeated"));
     }
 
     #[test]

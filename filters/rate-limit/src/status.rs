@@ -8,14 +8,21 @@ pub enum Reason {
     /// The shared state could not be updated and the rule's
     /// `failure_mode` is `deny`.
     StoreUnavailable,
+    /// A header the rule keys on appears more than once with different
+    /// values (RFC 9110 §5.3: a sender must not repeat a field that is not
+    /// a list), so the client it names is ambiguous: the filter would key
+    /// on one line while the upstream may read another.
+    AmbiguousKey,
 }
 
 impl Reason {
-    /// The label in the response body (`error`) and in logs.
+    /// The label in the response body (`error`), in logs and in the
+    /// metric name (`rate_limit.<rule>.<label>`).
     pub fn label(self) -> &'static str {
         match self {
             Reason::OverLimit => "over_limit",
             Reason::StoreUnavailable => "store_unavailable",
+            Reason::AmbiguousKey => "ambiguous_key",
         }
     }
 
@@ -24,6 +31,7 @@ impl Reason {
         match self {
             Reason::OverLimit => over_limit_status,
             Reason::StoreUnavailable => 503,
+            Reason::AmbiguousKey => 400,
         }
     }
 
@@ -31,6 +39,19 @@ impl Reason {
         match self {
             Reason::OverLimit => "rate limit exceeded",
             Reason::StoreUnavailable => "rate limit state unavailable",
+            Reason::AmbiguousKey => {
+                "a header the rate limit keys on is repeated with different values"
+            }
+        }
+    }
+
+    /// Whether retrying the same request later can succeed: then the reply
+    /// carries `Retry-After` (and `retry_after` in the body). A malformed
+    /// request fails the same way whenever it is sent.
+    pub fn retryable(self) -> bool {
+        match self {
+            Reason::OverLimit | Reason::StoreUnavailable => true,
+            Reason::AmbiguousKey => false,
         }
     }
 
@@ -40,6 +61,7 @@ impl Reason {
         match self {
             Reason::OverLimit => "limited",
             Reason::StoreUnavailable => "error",
+            Reason::AmbiguousKey => "invalid",
         }
     }
 }
@@ -57,5 +79,16 @@ mod tests {
         assert_eq!(Reason::StoreUnavailable.status(429), 503);
         assert_eq!(Reason::OverLimit.label(), "over_limit");
         assert_eq!(Reason::StoreUnavailable.outcome(), "error");
+    }
+
+    #[test]
+    fn an_ambiguous_key_is_a_bad_request_whatever_the_configured_status() {
+        let r = Reason::AmbiguousKey;
+        assert_eq!(r.status(429), 400);
+        assert_eq!(r.status(503), 400);
+        assert_eq!(r.label(), "ambiguous_key");
+        assert_eq!(r.outcome(), "invalid");
+        assert!(!r.retryable());
+        assert!(Reason::OverLimit.retryable() && Reason::StoreUnavailable.retryable());
     }
 }

@@ -4,8 +4,10 @@
 //! state), then the bucket update. Several requests per input (separated
 //! by `---`) share one table.
 //!
-//! Checked: a reply is sent exactly when the flow says so, with 429 or 503;
-//! the shared-data key space never grows with what clients send.
+//! Checked: a reply is sent exactly when the flow says so, with 429, 503
+//! or 400; a 400 (`ambiguous_key`) only for a request whose `x-api-key`
+//! lines differ, and it changes no bucket; the shared-data key space never
+//! grows with what clients send.
 #![no_main]
 
 use filter_common::testing::{FakeMetrics, FakeSharedData};
@@ -27,11 +29,31 @@ fuzz_target!(|data: &[u8]| {
         let mut host = parse_request(req);
         let mut ctx = RequestContext::default();
         let mut rl = RateLimit::new(Rc::clone(&limiter));
+        let before = shared.entries.clone();
         let flow = rl.on_request_headers(&mut host, &mut shared, &mut metrics, &mut ctx);
         assert_ne!(flow, Flow::Pause);
         assert_eq!(flow == Flow::Responded, host.sent.is_some());
-        if let Some((status, _, _)) = &host.sent {
-            assert!(matches!(status, 429 | 503), "status {status}");
+        if let Some((status, _, body)) = &host.sent {
+            assert!(matches!(status, 429 | 503 | 400), "status {status}");
+            if *status == 400 {
+                let keys: Vec<&[u8]> = host
+                    .request_headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("x-api-key"))
+                    .map(|(_, v)| v.as_slice())
+                    .collect();
+                assert!(
+                    keys.iter().any(|k| *k != keys[0]),
+                    "400 without differing x-api-key lines"
+                );
+                let body: serde_json::Value = serde_json::from_slice(body).expect("json body");
+                assert_eq!(body["error"], "ambiguous_key");
+                assert_eq!(body["rule"], "api-key");
+                assert!(
+                    shared.entries == before,
+                    "an ambiguous request changed a bucket"
+                );
+            }
         } else {
             rl.on_response_headers(&mut host);
         }
