@@ -9,6 +9,7 @@
 //! medians; the report gives ratios to the ceiling and to native, and the
 //! raw figures go to `target/bench/results-<timestamp>.json`.
 
+mod before;
 mod calibrate;
 mod keys;
 mod loadgen;
@@ -54,11 +55,23 @@ pub fn bench(args: &[&str]) -> Result<()> {
         .position(|a| *a == "--only")
         .and_then(|i| args.get(i + 1))
         .map(|s| s.to_string());
+    let before_rev = args
+        .iter()
+        .position(|a| *a == "--before")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.to_string());
     let profile = Profile::new(quick);
     let started = Instant::now();
 
     loadgen::ensure_tools()?;
     let modules = build_modules();
+    let before: Vec<before::Before> = match &before_rev {
+        Some(revs) => revs
+            .split(',')
+            .map(|rev| before::Before::build(rev, &MODULES))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
     let envoy_bin = e2e::paths::ensure_envoy()?;
     let envoy_version = e2e::paths::envoy_version(&envoy_bin)?;
     let envoy_version = match envoy_version.split_once("version: ") {
@@ -102,6 +115,7 @@ pub fn bench(args: &[&str]) -> Result<()> {
         &workloads,
         &scripts,
         only.as_deref(),
+        &before,
     ))?;
 
     let results = Results {
@@ -111,6 +125,9 @@ pub fn bench(args: &[&str]) -> Result<()> {
             if quick { " --quick" } else { "" },
             only.as_ref()
                 .map_or(String::new(), |o| format!(" --only {o}"))
+                + &before_rev
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" --before {r}"))
         ),
         machine,
         envoy: envoy_version,
@@ -272,6 +289,7 @@ async fn measure(
     workloads: &[Workload],
     scripts: &BTreeMap<&'static str, PathBuf>,
     only: Option<&str>,
+    before: &[before::Before],
 ) -> Result<Measured> {
     let jwks_doc = keys.jwks();
     let jwks = JwksServer::start(&jwks_doc).await?;
@@ -282,7 +300,16 @@ async fn measure(
         collector_port: collector.port(),
     };
     let by_id: BTreeMap<&str, &Workload> = workloads.iter().map(|w| (w.id, w)).collect();
-    let matrix: Vec<(&Workload, Vec<&'static str>)> = setups::matrix()
+    let all_setups = || {
+        let mut all = setups::all(&env);
+        let twins: Vec<setups::Setup> = before.iter().flat_map(|b| b.twins(&all)).collect();
+        all.extend(twins);
+        all
+    };
+    let full = before
+        .iter()
+        .fold(setups::matrix(), |m, b| b.matrix(m));
+    let matrix: Vec<(&Workload, Vec<&'static str>)> = full
         .into_iter()
         .filter_map(|(w, s)| Some((*by_id.get(w)?, s)))
         .filter_map(|(w, s)| match only {
@@ -298,7 +325,7 @@ async fn measure(
             }
         })
         .collect();
-    let wanted: Vec<&str> = setups::all(&env)
+    let wanted: Vec<&str> = all_setups()
         .iter()
         .map(|s| s.id)
         .filter(|id| matrix.iter().any(|(_, s)| s.contains(id)))
@@ -307,7 +334,7 @@ async fn measure(
     // Start each configuration alone, so its time to ready is its own.
     let mut running: Vec<Running> = Vec::new();
     let mut setup_results: Vec<SetupResult> = Vec::new();
-    for setup in setups::all(&env)
+    for setup in all_setups()
         .into_iter()
         .filter(|s| wanted.contains(&s.id))
     {

@@ -20,7 +20,8 @@ commands:
   demo [--tour]   the full chain in Envoy on 127.0.0.1:10000 with a demo upstream and issuer;
                   --tour runs a scripted tour and exits
   bench [--quick] our wasm filters against Envoy's native ones, side by side (BENCHMARKS.md);
-                  --quick finishes in under 5 minutes, --only <text> keeps matching cases;
+                  --quick finishes in under 5 minutes, --only <text> keeps matching cases,
+                  --before <git rev> also measures ours built at that revision, side by side;
                   --profile <configuration> [--workload <id>] [--seconds N] samples one
                   configuration under load with perf and prints where the time goes;
                   --calibrate prices each kind of host call (µs per call, medians)

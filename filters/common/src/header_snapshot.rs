@@ -8,6 +8,7 @@
 //! (audit-log's request line, user agent and request id, jwt-auth's token,
 //! rate-limit's key) is cheaper reading the map once. Writes go to the host
 //! and are mirrored here, so later readers see what the upstream will see.
+//! The host clock is read once too: one callback is one instant.
 
 use crate::host::{HttpHost, Level};
 use std::cell::RefCell;
@@ -17,6 +18,7 @@ type Headers = Vec<(String, Vec<u8>)>;
 pub struct HeaderSnapshot<H> {
     inner: H,
     headers: RefCell<Option<Headers>>,
+    now: std::cell::Cell<Option<u64>>,
 }
 
 impl<H: HttpHost> HeaderSnapshot<H> {
@@ -25,6 +27,7 @@ impl<H: HttpHost> HeaderSnapshot<H> {
         HeaderSnapshot {
             inner,
             headers: RefCell::new(None),
+            now: std::cell::Cell::new(None),
         }
     }
 
@@ -97,7 +100,14 @@ impl<H: HttpHost> HttpHost for HeaderSnapshot<H> {
         self.inner.send_response(status, headers, body);
     }
     fn now_nanos(&self) -> u64 {
-        self.inner.now_nanos()
+        match self.now.get() {
+            Some(now) => now,
+            None => {
+                let now = self.inner.now_nanos();
+                self.now.set(Some(now));
+                now
+            }
+        }
     }
     fn log(&self, level: Level, message: &str) {
         self.inner.log(level, message);
