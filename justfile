@@ -19,7 +19,7 @@ demo *ARGS:
 test:
     cargo xtask test
 
-# Our wasm filters against Envoy's native ones, side by side (BENCHMARKS.md); --quick for a short run
+# Our wasm filters against Envoy's native ones, side by side (BENCHMARKS.md); --quick, --only X, --before REV, --calibrate, --profile ID
 bench *ARGS:
     cargo xtask bench {{ARGS}}
 

@@ -27,9 +27,6 @@ pub const METRIC_DROPPED: &str = "audit_log.dropped";
 pub const METRIC_RETRIED: &str = "audit_log.retried";
 pub const METRIC_SAMPLED_OUT: &str = "audit_log.sampled_out";
 pub const METRIC_QUEUE_BYTES: &str = "audit_log.queue_bytes";
-/// Events whose Envoy attributes were read one call each (no CEL in this
-/// Envoy, or an attribute the one-call expression needs was absent).
-pub const METRIC_SINGLE_READS: &str = "audit_log.attributes_read_singly";
 
 /// Longest tick: backoff and flush intervals are honoured to this
 /// granularity.
@@ -117,10 +114,7 @@ impl AuditLog {
             }
         };
         let now = host.now_nanos();
-        let (info, single_reads) = StreamInfo::read_counted(host, captured, now);
-        if single_reads {
-            metrics.increment(METRIC_SINGLE_READS, 1);
-        }
+        let info = StreamInfo::read_at(host, captured, now);
         let always = sampling::always_logged(
             info.response_code,
             ctx.jwt.as_ref(),

@@ -22,7 +22,7 @@ pub fn always_logged(
 ) -> bool {
     let status_says = status.is_none_or(|s| s == 0 || s >= 400);
     let jwt_says = jwt.is_some_and(|j| j.outcome == "denied" || j.outcome == "error");
-    let rl_says = rate_limit.is_some_and(|r| r.outcome == "limited");
+    let rl_says = rate_limit.is_some_and(RateLimitDecision::refused);
     status_says || jwt_says || rl_says
 }
 
@@ -91,16 +91,24 @@ mod tests {
         let limited = RateLimitDecision {
             outcome: "limited".into(),
             rule: Some("per_user".into()),
+            reason: "over_limit".into(),
+        };
+        let invalid = RateLimitDecision {
+            outcome: "invalid".into(),
+            rule: Some("per_key".into()),
+            reason: "ambiguous_key".into(),
         };
         let shadow = RateLimitDecision {
             outcome: "shadow_limited".into(),
             rule: None,
+            reason: String::new(),
         };
         assert!(always_logged(Some(401), None, None));
         assert!(always_logged(Some(503), None, None));
         assert!(always_logged(None, None, None));
         assert!(always_logged(Some(200), Some(&denied), None));
         assert!(always_logged(Some(200), None, Some(&limited)));
+        assert!(always_logged(Some(200), None, Some(&invalid)));
         assert!(!always_logged(Some(200), None, Some(&shadow)));
         assert!(!always_logged(Some(204), None, None));
     }

@@ -112,9 +112,6 @@ impl<H: HttpHost> HttpHost for HeaderSnapshot<H> {
     fn log(&self, level: Level, message: &str) {
         self.inner.log(level, message);
     }
-    fn evaluate(&self, expression: &str) -> Option<Vec<u8>> {
-        self.inner.evaluate(expression)
-    }
 }
 
 #[cfg(test)]

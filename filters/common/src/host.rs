@@ -35,15 +35,6 @@ pub trait HttpHost {
     /// Host wall clock, in nanoseconds since the Unix epoch.
     fn now_nanos(&self) -> u64;
     fn log(&self, level: Level, message: &str);
-    /// Evaluates a CEL expression over the stream's attributes in one host
-    /// call (Envoy's `expr_evaluate`), encoded as [`HttpHost::property`]
-    /// encodes values; a list as [`crate::map_codec::decode_list`] reads
-    /// it. `None` when the host cannot or the evaluation failed (an
-    /// attribute the expression needs is absent): callers then read with
-    /// [`HttpHost::property`], one call each.
-    fn evaluate(&self, _expression: &str) -> Option<Vec<u8>> {
-        None
-    }
 }
 
 /// Outcome of a compare-and-swap write to shared data.

@@ -54,9 +54,22 @@ pub struct JwtDecision {
 /// What `rate-limit` decided for a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitDecision {
-    /// `allowed`, `limited` or `shadow_limited`.
+    /// `allowed`, `shadow_limited` (counted, not refused), or a refusal:
+    /// `limited`, `error` (state unavailable, `failure_mode: deny`),
+    /// `invalid` (an ambiguous key).
     pub outcome: String,
     /// The rule that limited the request (or would have, in shadow mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// A refusal's reason label, as in its response body and metric
+    /// (`over_limit`, `store_unavailable`, `ambiguous_key`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+impl RateLimitDecision {
+    /// The request was refused (not merely counted in shadow mode).
+    pub fn refused(&self) -> bool {
+        !matches!(self.outcome.as_str(), "allowed" | "shadow_limited")
+    }
 }

@@ -1,8 +1,6 @@
 //! The proxy-wasm ABI's header map encoding: a u32 count, then (u32 key
 //! length, u32 value length) pairs, then each key and value followed by
-//! NUL, all little-endian. Envoy 1.40 returns a CEL list from
-//! `expr_evaluate` the same way, each element a key with an empty value.
-//! Decoding never panics, whatever the bytes.
+//! NUL, all little-endian. Decoding never panics, whatever the bytes.
 
 pub fn encode_map(map: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::with_capacity(
@@ -37,30 +35,6 @@ pub fn decode_map(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
             .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
             .collect(),
     )
-}
-
-/// Decodes a CEL list as Envoy returns it: each element's bytes (encoded
-/// as a property read would give them) as a key, with an empty value.
-pub fn decode_list(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
-    decode_pairs(bytes)?
-        .into_iter()
-        .map(|(k, v)| v.is_empty().then(|| k.to_vec()))
-        .collect()
-}
-
-/// The encoding [`decode_list`] reads, for tests and fakes.
-pub fn encode_list(items: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&len32(items.len()).to_le_bytes());
-    for item in items {
-        out.extend_from_slice(&len32(item.len()).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-    }
-    for item in items {
-        out.extend_from_slice(item);
-        out.extend_from_slice(&[0, 0]);
-    }
-    out
 }
 
 fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
@@ -103,17 +77,6 @@ mod tests {
             .collect();
         assert_eq!(back, map);
         assert_eq!(decode_map(&[]).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn lists_round_trip_with_any_bytes() {
-        // As Envoy 1.40 answered `[request.protocol, response.code, connection.mtls, '']`.
-        let code = 200i64.to_le_bytes();
-        let items: Vec<&[u8]> = vec![b"HTTP/1.1", &code, &[0], b""];
-        assert_eq!(decode_list(&encode_list(&items)).unwrap(), items);
-        assert_eq!(decode_list(&[]).unwrap(), Vec::<Vec<u8>>::new());
-        // A map with values is not a list.
-        assert_eq!(decode_list(&encode_map(&[("k", b"v")])), None);
     }
 
     #[test]

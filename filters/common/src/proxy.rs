@@ -51,38 +51,6 @@ impl HttpHost for ProxyHttp {
     fn log(&self, level: Level, message: &str) {
         log(level, message);
     }
-    fn evaluate(&self, expression: &str) -> Option<Vec<u8>> {
-        evaluate(expression)
-    }
-}
-
-thread_local! {
-    /// Expressions created in this VM: text → Envoy's token (`None`: the
-    /// host refused it, e.g. Envoy built without the CEL parser; never
-    /// asked again).
-    static EXPRESSIONS: std::cell::RefCell<Vec<(String, Option<u32>)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Envoy's CEL through its foreign functions: `expr_create` once per VM and
-/// expression, `expr_evaluate` per call (about 4.4 µs for the eleven
-/// attributes audit-log reads, against about 1.1 µs per single read).
-pub fn evaluate(expression: &str) -> Option<Vec<u8>> {
-    let token = EXPRESSIONS.with(|e| {
-        let mut e = e.try_borrow_mut().ok()?;
-        if let Some((_, token)) = e.iter().find(|(text, _)| text == expression) {
-            return *token;
-        }
-        let token = hostcalls::call_foreign_function("expr_create", Some(expression.as_bytes()))
-            .ok()
-            .flatten()
-            .and_then(|t| Some(u32::from_le_bytes(t.get(..4)?.try_into().ok()?)));
-        e.push((expression.to_string(), token));
-        token
-    })?;
-    hostcalls::call_foreign_function("expr_evaluate", Some(&token.to_le_bytes()))
-        .ok()
-        .flatten()
 }
 
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {

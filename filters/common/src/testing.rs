@@ -18,9 +18,6 @@ pub struct FakeHost {
     pub sent: Option<Sent>,
     pub now_nanos: u64,
     pub logs: RefCell<Vec<(Level, String)>>,
-    /// What [`HttpHost::evaluate`] answers, by expression text (none: the
-    /// host cannot evaluate, as without Envoy's CEL).
-    pub evaluated: BTreeMap<String, Vec<u8>>,
 }
 
 impl FakeHost {
@@ -93,9 +90,6 @@ impl HttpHost for FakeHost {
     }
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
-    }
-    fn evaluate(&self, expression: &str) -> Option<Vec<u8>> {
-        self.evaluated.get(expression).cloned()
     }
 }
 

@@ -346,6 +346,7 @@ impl RateLimit {
             }
             .to_string(),
             rule: shadow_limited.map(str::to_string),
+            reason: String::new(),
         });
         let headers = &limiter.config.headers;
         if headers.on_allowed {
@@ -389,6 +390,7 @@ impl RateLimit {
         ctx.rate_limit = Some(RateLimitDecision {
             outcome: reason.outcome().to_string(),
             rule: Some(name.clone()),
+            reason: reason.label().to_string(),
         });
         self.pending.clear();
         Flow::Responded

@@ -34,6 +34,20 @@ impl Before {
                     .arg(rev),
             )?;
         }
+        // The target dir is shared by every revision (dependencies build
+        // once), but cargo keys workspace crates by their path relative to
+        // the workspace, so each revision's must be rebuilt, and its
+        // modules copied out before the next revision overwrites them.
+        let mut clean = cargo();
+        clean.current_dir(&tree).env("CARGO_TARGET_DIR", &target);
+        clean.args(["clean", "--release", "--target", "wasm32-wasip1"]);
+        for m in modules {
+            clean.args([
+                "-p",
+                m.strip_prefix("examples/").map_or(*m, |_| "filter-common"),
+            ]);
+        }
+        run(&format!("clean the workspace crates for {rev}"), &mut clean)?;
         for m in modules {
             let mut cmd = cargo();
             cmd.current_dir(&tree).env("CARGO_TARGET_DIR", &target);
@@ -45,9 +59,16 @@ impl Before {
             run(&format!("build {m} at {rev}"), &mut cmd)
                 .with_context(|| format!("building {m} at {rev}"))?;
         }
-        let wasm_dir = target.join("wasm32-wasip1").join("release");
+        let built = target.join("wasm32-wasip1").join("release");
+        let wasm_dir = base.join(format!("{}-wasm", rev.replace('/', "-")));
         for m in modules {
-            crate::build::optimise_quietly(&wasm_dir.join(file_name(m)));
+            let to = wasm_dir.join(file_name(m));
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::copy(built.join(file_name(m)), &to)
+                .with_context(|| format!("copying {m} built at {rev}"))?;
+            crate::build::optimise_quietly(&to);
         }
         Ok(Before {
             rev: rev.to_string(),
