@@ -306,9 +306,7 @@ async fn measure(
         all.extend(twins);
         all
     };
-    let full = before
-        .iter()
-        .fold(setups::matrix(), |m, b| b.matrix(m));
+    let full = before.iter().fold(setups::matrix(), |m, b| b.matrix(m));
     let matrix: Vec<(&Workload, Vec<&'static str>)> = full
         .into_iter()
         .filter_map(|(w, s)| Some((*by_id.get(w)?, s)))
@@ -334,10 +332,7 @@ async fn measure(
     // Start each configuration alone, so its time to ready is its own.
     let mut running: Vec<Running> = Vec::new();
     let mut setup_results: Vec<SetupResult> = Vec::new();
-    for setup in all_setups()
-        .into_iter()
-        .filter(|s| wanted.contains(&s.id))
-    {
+    for setup in all_setups().into_iter().filter(|s| wanted.contains(&s.id)) {
         eprintln!("==> start {}", setup.id);
         let t0 = Instant::now();
         let mut result = SetupResult::new(&setup);
