@@ -734,9 +734,9 @@ mod tests {
                 status: Some(200),
             }),
             rate_limit: Some(RateLimitDecision {
-                outcome: "allowed".into(),
+                outcome: "invalid".into(),
                 rule: Some("r".into()),
-                reason: String::new(),
+                reason: "ambiguous_key".into(),
             }),
             ..Default::default()
         };

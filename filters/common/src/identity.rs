@@ -51,20 +51,22 @@ pub struct JwtDecision {
     pub status: Option<u32>,
 }
 
-/// What `rate-limit` decided for a request.
+/// What `rate-limit` decided for a request. Fields in name order: audit
+/// events serialize them as they are declared and hash that text as the
+/// canonical (sorted-key) form.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitDecision {
     /// `allowed`, `shadow_limited` (counted, not refused), or a refusal:
     /// `limited`, `error` (state unavailable, `failure_mode: deny`),
     /// `invalid` (an ambiguous key).
     pub outcome: String,
-    /// The rule that limited the request (or would have, in shadow mode).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
     /// A refusal's reason label, as in its response body and metric
     /// (`over_limit`, `store_unavailable`, `ambiguous_key`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// The rule that limited the request (or would have, in shadow mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 impl RateLimitDecision {
