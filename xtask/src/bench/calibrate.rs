@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 const CALLS: u32 = 20;
 
 /// (config word, what it is) — the words floor.rs understands.
-const OPS: [(&str, &str); 27] = [
+const OPS: [(&str, &str); 26] = [
     ("header", "read a request header that is present"),
     ("header_missing", "read a request header that is absent"),
     ("map", "read every request header in one call"),
@@ -83,11 +83,7 @@ const OPS: [(&str, &str); 27] = [
     ("log:time", "at stream end: the host clock"),
     (
         "log:expr",
-        "at stream end: one CEL expression listing all eleven attributes above",
-    ),
-    (
-        "log:expr_plain",
-        "the same expression, `has()` only where an attribute may be absent",
+        "at stream end: one CEL expression (`expr_evaluate`) listing the attributes above",
     ),
 ];
 
