@@ -68,7 +68,11 @@ impl Before {
             }
             std::fs::copy(built.join(file_name(m)), &to)
                 .with_context(|| format!("copying {m} built at {rev}"))?;
-            crate::build::optimise_quietly(&to);
+            // `BENCH_BEFORE_NO_WASM_OPT=1` with `--before HEAD` measures
+            // what wasm-opt itself does to the work tree's modules.
+            if std::env::var_os("BENCH_BEFORE_NO_WASM_OPT").is_none() {
+                crate::build::optimise_quietly(&to);
+            }
         }
         Ok(Before {
             rev: rev.to_string(),
