@@ -1,7 +1,7 @@
 //! In-memory hosts for unit tests of the filter cores.
 
 use crate::host::{CasOutcome, HttpHost, Level, Metrics, SharedData};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 /// A local response: `(status, headers, body)`.
@@ -90,6 +90,62 @@ impl HttpHost for FakeHost {
     }
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
+    }
+}
+
+/// A [`FakeHost`] that counts its request-header reads: `one` single-header
+/// reads, `all` whole-map reads (each is a host call in Envoy).
+#[derive(Debug, Default)]
+pub struct CountingHost {
+    pub host: FakeHost,
+    pub one: Cell<u32>,
+    pub all: Cell<u32>,
+}
+
+impl CountingHost {
+    pub fn new(host: FakeHost) -> Self {
+        CountingHost {
+            host,
+            ..CountingHost::default()
+        }
+    }
+}
+
+impl HttpHost for CountingHost {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.one.set(self.one.get() + 1);
+        self.host.request_header(name)
+    }
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.all.set(self.all.get() + 1);
+        self.host.request_headers()
+    }
+    fn set_request_header(&mut self, name: &str, value: &[u8]) {
+        self.host.set_request_header(name, value);
+    }
+    fn remove_request_header(&mut self, name: &str) {
+        self.host.remove_request_header(name);
+    }
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.host.response_header(name)
+    }
+    fn set_response_header(&mut self, name: &str, value: &[u8]) {
+        self.host.set_response_header(name, value);
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.host.property(path)
+    }
+    fn set_property(&mut self, path: &[&str], value: &[u8]) {
+        self.host.set_property(path, value);
+    }
+    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        self.host.send_response(status, headers, body);
+    }
+    fn now_nanos(&self) -> u64 {
+        self.host.now_nanos()
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.host.log(level, message);
     }
 }
 

@@ -401,7 +401,7 @@ impl RateLimit {
 mod tests {
     use super::*;
     use crate::gcra::NANOS_PER_SECOND as S;
-    use filter_common::testing::{FakeHost, FakeMetrics, FakeSharedData};
+    use filter_common::testing::{CountingHost, FakeHost, FakeMetrics, FakeSharedData};
     use filter_common::CasOutcome;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -923,52 +923,6 @@ mod tests {
         assert_eq!(status(&w.get("/", &[("x-a", "1")], NOW).0), 429);
     }
 
-    /// A FakeHost that counts its header reads.
-    struct Counting {
-        host: FakeHost,
-        one: std::cell::Cell<u32>,
-        all: std::cell::Cell<u32>,
-    }
-
-    impl HttpHost for Counting {
-        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-            self.one.set(self.one.get() + 1);
-            self.host.request_header(name)
-        }
-        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-            self.all.set(self.all.get() + 1);
-            self.host.request_headers()
-        }
-        fn set_request_header(&mut self, name: &str, value: &[u8]) {
-            self.host.set_request_header(name, value);
-        }
-        fn remove_request_header(&mut self, name: &str) {
-            self.host.remove_request_header(name);
-        }
-        fn response_header(&self, name: &str) -> Option<Vec<u8>> {
-            self.host.response_header(name)
-        }
-        fn set_response_header(&mut self, name: &str, value: &[u8]) {
-            self.host.set_response_header(name, value);
-        }
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-            self.host.property(path)
-        }
-        fn set_property(&mut self, path: &[&str], value: &[u8]) {
-            self.host.set_property(path, value);
-        }
-        fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-            self.host.send_response(status, headers, body);
-        }
-        fn now_nanos(&self) -> u64 {
-            self.host.now_nanos()
-        }
-        fn log(&self, level: filter_common::Level, message: &str) {
-            self.host.log(level, message);
-        }
-    }
-
-    /// `(request_header calls, request_headers calls, status)`.
     fn reads(json: &str, path: &str, headers: &[(&str, &str)]) -> (u32, u32, u32) {
         let w = World::new(json);
         let mut shared = w.shared.clone();
@@ -977,11 +931,7 @@ mod tests {
         fake.now_nanos = NOW;
         fake.properties
             .insert("source.address".into(), b"10.0.0.1:1".to_vec());
-        let mut host = Counting {
-            host: fake,
-            one: Default::default(),
-            all: Default::default(),
-        };
+        let mut host = CountingHost::new(fake);
         let mut ctx = RequestContext::default();
         RateLimit::new(Rc::clone(&w.limiter)).on_request_headers(
             &mut host,
