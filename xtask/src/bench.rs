@@ -50,16 +50,8 @@ pub fn bench(args: &[&str]) -> Result<()> {
         return calibrate::calibrate(args);
     }
     let quick = args.contains(&"--quick");
-    let only = args
-        .iter()
-        .position(|a| *a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.to_string());
-    let before_rev = args
-        .iter()
-        .position(|a| *a == "--before")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.to_string());
+    let only = flag(args, "--only").map(str::to_string);
+    let before_rev = flag(args, "--before").map(str::to_string);
     let profile = Profile::new(quick);
     let started = Instant::now();
 
@@ -219,6 +211,14 @@ fn build_modules() -> Vec<ModuleSize> {
         });
     }
     out
+}
+
+/// The value after `name` in the command line (`--only chain` → `chain`).
+fn flag<'a>(args: &[&'a str], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| *a == name)
+        .and_then(|i| args.get(i + 1))
+        .copied()
 }
 
 /// The harness starts `ENVOY_BIN`: a wrapper script in `work` pins Envoy to

@@ -9,7 +9,7 @@
 //! it makes.
 
 use super::report::median;
-use super::{keys, loadgen, pin_envoy, pin_self, workloads, write_scripts};
+use super::{flag, keys, loadgen, pin_envoy, pin_self, setups, workloads, write_scripts};
 use anyhow::{Context, Result};
 use e2e::envoy::{Envoy, EnvoyOptions};
 use std::collections::BTreeMap;
@@ -112,11 +112,7 @@ pub fn calibrate(args: &[&str]) -> Result<()> {
         .enable_all()
         .build()?;
     let costs = rt.block_on(async {
-        let only: Option<Vec<&str>> = args
-            .iter()
-            .position(|a| *a == "--ops")
-            .and_then(|i| args.get(i + 1))
-            .map(|o| o.split(',').collect());
+        let only: Option<Vec<&str>> = flag(args, "--ops").map(|o| o.split(',').collect());
         let mut variants: Vec<(&str, Envoy)> = Vec::new();
         for (word, _) in [("", "")]
             .iter()
@@ -131,10 +127,7 @@ pub fn calibrate(args: &[&str]) -> Result<()> {
             let options = EnvoyOptions::new("bench/floor.yaml")
                 .concurrency(1)
                 .plugin_config("floor", config)
-                .replace(
-                    "route: { cluster: upstream }",
-                    "direct_response: { status: 200, body: { inline_string: \"ok\" } }",
-                );
+                .replace(setups::ROUTE, setups::DIRECT);
             eprintln!("==> start floor {word}");
             variants.push((word, Envoy::start(options).await?));
         }

@@ -17,12 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 pub fn profile(args: &[&str]) -> Result<()> {
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| *a == flag)
-            .and_then(|i| args.get(i + 1))
-            .copied()
-    };
+    let value = |name: &str| super::flag(args, name);
     let Some(setup_id) = value("--profile") else {
         bail!("--profile needs a configuration id (e.g. ours-chain, floor, native-chain)");
     };

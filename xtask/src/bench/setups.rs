@@ -37,8 +37,8 @@ pub struct Env<'a> {
 }
 
 /// Every route answers 200 itself: the same ceiling for every configuration.
-const ROUTE: &str = "route: { cluster: upstream }";
-const DIRECT: &str = "direct_response: { status: 200, body: { inline_string: \"ok\" } }";
+pub const ROUTE: &str = "route: { cluster: upstream }";
+pub const DIRECT: &str = "direct_response: { status: 200, body: { inline_string: \"ok\" } }";
 const JWT_CACHE: &str = "jwt_cache_config: { jwt_cache_size: 100 }";
 
 fn options(config: &str, env: &Env) -> EnvoyOptions {
