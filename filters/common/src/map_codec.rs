@@ -29,15 +29,6 @@ fn len32(n: usize) -> u32 {
 
 /// Decodes a header map; `None` if the host's bytes are malformed.
 pub fn decode_map(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    Some(
-        decode_pairs(bytes)?
-            .into_iter()
-            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
-            .collect(),
-    )
-}
-
-fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
@@ -55,7 +46,7 @@ fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
         p = p.checked_add(k_len + 1)?;
         let value = bytes.get(p..p.checked_add(v_len)?)?;
         p = p.checked_add(v_len + 1)?;
-        out.push((key, value));
+        out.push((String::from_utf8_lossy(key).into_owned(), value.to_vec()));
     }
     Some(out)
 }
