@@ -171,7 +171,7 @@ impl AuditLog {
         for (i, s) in self.shippers.iter_mut().enumerate() {
             let d = s.check_stalled(now);
             record(metrics, d);
-            out.extend(s.poll(i, now, false));
+            out.extend(s.poll(i, now));
         }
         // The gauge is refreshed here rather than per event: one hostcall
         // less on the request path.
@@ -196,7 +196,7 @@ impl AuditLog {
 
     /// A callout answered (`status` is `None` without a `:status`: refused,
     /// reset, timed out). Returns `None` if the token is not ours, else what
-    /// to send next: after a success the rest of a backlog goes at once.
+    /// to send next: after a success, a full batch still queued goes at once.
     pub fn on_http_call_response(
         &mut self,
         token: u32,
@@ -213,11 +213,7 @@ impl AuditLog {
             .find(|(_, s)| s.owns(token))?;
         let d = s.on_response(status, now);
         record(metrics, d);
-        let next = if d.sent > 0 {
-            s.poll(i, now, true)
-        } else {
-            None
-        };
+        let next = if d.sent > 0 { s.poll(i, now) } else { None };
         self.report_queue(metrics);
         Some(next.into_iter().collect())
     }
