@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--only <text>]`: our wasm filters against
+//! `cargo xtask bench [--quick] [--only <text>[,<text>]]`: our wasm filters against
 //! Envoy's native filters, side by side, on one machine with one Envoy binary.
 //!
 //! Every configuration runs in its own Envoy with one worker, pinned to core
@@ -310,16 +310,20 @@ async fn measure(
     let matrix: Vec<(&Workload, Vec<&'static str>)> = full
         .into_iter()
         .filter_map(|(w, s)| Some((*by_id.get(w)?, s)))
-        .filter_map(|(w, s)| match only {
-            None => Some((w, s)),
-            Some(o) if w.id.contains(o) => Some((w, s)),
-            // The matching configurations, with the ceiling for the ratios.
-            Some(o) => {
-                let kept: Vec<&'static str> = s
-                    .into_iter()
-                    .filter(|id| *id == "ceiling" || id.contains(o))
-                    .collect();
-                (kept.len() > 1 || o.contains("ceiling")).then_some((w, kept))
+        .filter_map(|(w, s)| {
+            // `--only a,b`: anything whose id contains a or b.
+            let hit = |id: &str| only.is_some_and(|o| o.split(',').any(|p| id.contains(p)));
+            match only {
+                None => Some((w, s)),
+                Some(_) if hit(w.id) => Some((w, s)),
+                // The matching configurations, with the ceiling for the ratios.
+                Some(_) => {
+                    let kept: Vec<&'static str> = s
+                        .into_iter()
+                        .filter(|id| *id == "ceiling" || hit(id))
+                        .collect();
+                    (kept.len() > 1 || hit("ceiling")).then_some((w, kept))
+                }
             }
         })
         .collect();
