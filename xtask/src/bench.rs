@@ -504,6 +504,7 @@ async fn measure(
             let (rss, hwm) = memory(r.envoy.pid());
             s.rss_after = rss;
             s.rss_peak = hwm;
+            s.heap_allocated = heap_allocated(&r.envoy).await;
             if let Ok(stats) = r.envoy.stats().await {
                 for part in ["wasmcustom.", "jwt_authn.", "bench_rate_limit", "wasm."] {
                     s.stats.extend(stats.matching(part));
@@ -541,6 +542,17 @@ async fn probe(envoy: &Envoy, w: &Workload) -> std::result::Result<(), String> {
         "a probe request got {status} ({}), not 200",
         body.chars().take(160).collect::<String>().trim()
     ))
+}
+
+/// tcmalloc's live bytes, from the admin `/memory` (a JSON string).
+async fn heap_allocated(envoy: &Envoy) -> Option<u64> {
+    let body: serde_json::Value = reqwest::get(envoy.admin_url("/memory"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body.get("allocated")?.as_str()?.parse().ok()
 }
 
 /// `(VmRSS, VmHWM)` of a process, in bytes.

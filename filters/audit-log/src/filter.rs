@@ -14,7 +14,7 @@ use filter_common::identity::{
     Identity, JwtDecision, RateLimitDecision, IDENTITY_KEY, JWT_DECISION_KEY,
     RATE_LIMIT_DECISION_KEY,
 };
-use filter_common::{HttpHost, Level, Metrics, RequestContext, RequestInfo};
+use filter_common::{timed, HttpHost, Level, Metrics, RequestContext, RequestInfo};
 use std::rc::Rc;
 
 /// Filter state key of the event for Envoy's access loggers; Envoy stores
@@ -114,7 +114,10 @@ impl AuditLog {
             }
         };
         let now = host.now_nanos();
-        let info = StreamInfo::read_at(host, captured, now);
+        let info = timed!(
+            "audit.stream_info",
+            StreamInfo::read_at(host, captured, now)
+        );
         let always = sampling::always_logged(
             info.response_code,
             ctx.jwt.as_ref(),
@@ -136,8 +139,11 @@ impl AuditLog {
                 return None;
             }
         }
-        let mut event = event::build(&self.config, captured, &info, ctx);
-        let (seq, json) = event::seal(&mut self.chain, &mut event);
+        let mut event = timed!(
+            "audit.build",
+            event::build(&self.config, captured, &info, ctx)
+        );
+        let (seq, json) = timed!("audit.seal", event::seal(&mut self.chain, &mut event));
         if self.shippers.is_empty() {
             metrics.increment(METRIC_EMITTED, 1);
         } else {

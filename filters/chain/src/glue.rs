@@ -8,7 +8,7 @@
 use crate::{Config, FILTER_NAME};
 use audit_log::glue::{AuditHttp, AuditRoot};
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
-use filter_common::{Flow, HeaderSnapshot, HttpHost, Level, RequestContext, RequestInfo};
+use filter_common::{timed, Flow, HeaderSnapshot, HttpHost, Level, RequestContext, RequestInfo};
 use jwt_auth::glue::{JwtHandle, JwtRequest, JwtRoot, Wake};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -90,8 +90,11 @@ impl Context for Root {
             }
         }
         if let Some(a) = &self.audit {
-            a.borrow_mut()
-                .on_http_call_response(token_id, num_headers, body_size);
+            timed!(
+                "audit.callout_answered",
+                a.borrow_mut()
+                    .on_http_call_response(token_id, num_headers, body_size)
+            );
         }
     }
 }
@@ -118,7 +121,7 @@ impl RootContext for Root {
             j.on_tick();
         }
         if let Some(a) = &self.audit {
-            a.borrow_mut().on_tick();
+            timed!("audit.tick", a.borrow_mut().on_tick());
         }
     }
 
@@ -200,27 +203,28 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        let flow = {
+        let flow = timed!("chain.request_headers", {
             // Every filter reads request headers: one host call for all.
             let mut host = HeaderSnapshot::new(ProxyHttp);
             let mut s = self.stream.borrow_mut();
             let Stream {
                 ctx, audit, jwt, ..
             } = &mut *s;
+            // The first section to read a header pays for the header map.
             if let Some(a) = audit {
-                a.on_request_headers(&host, ctx);
+                timed!("audit.request_headers", a.on_request_headers(&host, ctx));
             }
             if ctx.request.method.is_empty() {
                 ctx.request = RequestInfo::from_host(&host);
             }
-            let flow = jwt
-                .as_mut()
-                .map_or(Flow::Continue, |j| j.on_request_headers(&mut host, ctx));
+            let flow = jwt.as_mut().map_or(Flow::Continue, |j| {
+                timed!("jwt.request_headers", j.on_request_headers(&mut host, ctx))
+            });
             match flow {
-                Flow::Continue => s.after_jwt(&mut host),
+                Flow::Continue => timed!("rate_limit.request_headers", s.after_jwt(&mut host)),
                 other => other,
             }
-        };
+        });
         match flow {
             Flow::Continue => Action::Continue,
             Flow::Responded => Action::Pause,
@@ -259,7 +263,7 @@ impl HttpContext for Http {
         let mut s = self.stream.borrow_mut();
         let Stream { ctx, audit, .. } = &mut *s;
         if let Some(a) = audit {
-            a.on_log(ctx);
+            timed!("audit.log", a.on_log(ctx));
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod matcher;
 #[cfg(target_os = "wasi")]
 pub mod proxy;
 pub mod request;
+pub mod section_timing;
 pub mod testing;
 
 pub use config_error::{nest, parse_config, parse_value, ConfigError};

@@ -14,7 +14,7 @@ use crate::status::Reason;
 use crate::token_cache::{cache_key, TokenCache};
 use crate::verifier::{self, SignatureBackend, VerifiedBy};
 use filter_common::identity::{Identity, JwtDecision, IDENTITY_KEY, JWT_DECISION_KEY};
-use filter_common::{HttpHost, Metrics, RequestContext, RequestInfo};
+use filter_common::{timed, HttpHost, Metrics, RequestContext, RequestInfo};
 use serde_json::{Map, Value};
 use std::rc::Rc;
 
@@ -301,7 +301,7 @@ impl JwtAuth {
     ) -> Result<Rc<Map<String, Value>>, ProviderOutcome<Verified>> {
         use ProviderOutcome::{Failed, NeedKeys};
         let version = self.keys.version(p);
-        let key = cache_key(p, token);
+        let key = timed!("jwt.cache_key", cache_key(p, token));
         if self.config.cache_max_entries > 0 {
             if let Some(payload) = self.cache.get(&key, version, now) {
                 metrics.increment("jwt_auth.cache.hit", 1);

@@ -1,8 +1,11 @@
 //! `cargo xtask bench --profile <configuration> [--workload <id>] [--seconds N]
-//! [--without <section>,...]`: one benchmark configuration under load while
-//! `perf` samples Envoy, to see where a request's time goes before changing
-//! anything. `--without audit_log` (with `ours-chain`) drops sections from
-//! the chain's JSON to price one part.
+//! [--without <section>,...] [--sections]`: one benchmark configuration under
+//! load while `perf` samples Envoy, to see where a request's time goes before
+//! changing anything. `--without audit_log` (with `ours-chain`) drops sections
+//! from the chain's JSON to price one part. `--sections` loads our modules
+//! built with the `section-timing` feature (into `target/sections`, so the
+//! shipped modules stay as they are) and prints the time each named section
+//! took inside the VM (`filter_common::section_timing`).
 //!
 //! V8 gives `perf` no symbols for compiled wasm, so the module's own code
 //! shows up as anonymous memory (`[unknown]` / `//anon`); the split between
@@ -10,6 +13,8 @@
 //! V8's call trampolines is what tells a hostcall problem from a Rust one.
 
 use super::{keys, loadgen, setups, workloads, write_scripts};
+use crate::build::{optimise_quietly, MODULES};
+use crate::tools::{cargo, has, root, run};
 use anyhow::{bail, Context, Result};
 use e2e::envoy::Envoy;
 use e2e::servers::{Collector, JwksServer};
@@ -59,6 +64,12 @@ pub fn profile(args: &[&str]) -> Result<()> {
             bail!("no configuration {setup_id}; there are {ids:?}");
         };
         let mut options = setup.options.clone();
+        if args.contains(&"--sections") {
+            for m in setup.modules.iter().filter(|m| MODULES.contains(m)) {
+                let (shipped, timed) = build_timed(m)?;
+                options = options.replace(&shipped, &timed);
+            }
+        }
         if let Some(sections) = value("--without") {
             let mut chain = super::ours::chain(&jwks_doc);
             for section in sections.split(',') {
@@ -94,6 +105,17 @@ pub fn profile(args: &[&str]) -> Result<()> {
             closed.failures()
         );
         perf.wait()?;
+        let log = envoy.log();
+        let timings: Vec<&str> = log
+            .lines()
+            .filter_map(|l| l.split_once("section timing:").map(|(_, t)| t))
+            .collect();
+        if !timings.is_empty() {
+            println!("==> section timing, µs per call / calls, every 2 s (the last is partial)");
+            for t in timings {
+                println!("   {t}");
+            }
+        }
         drop(envoy);
         Ok(())
     })?;
@@ -122,4 +144,24 @@ pub fn profile(args: &[&str]) -> Result<()> {
     }
     println!("perf data: {} (perf report -i …)", data.display());
     Ok(())
+}
+
+/// Builds `module` with `section-timing` in its own target directory.
+/// Returns the shipped module's path and the timed one's.
+fn build_timed(module: &str) -> Result<(String, String)> {
+    let target = root().join("target").join("sections");
+    run(
+        &format!("build {module} with section-timing"),
+        cargo()
+            .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1"])
+            .args(["-p", module, "--features", "filter-common/section-timing"])
+            .env("CARGO_TARGET_DIR", &target),
+    )?;
+    let file = format!("{}.wasm", module.replace('-', "_"));
+    let timed = target.join("wasm32-wasip1").join("release").join(&file);
+    if has("wasm-opt", "--version").is_some() {
+        optimise_quietly(&timed);
+    }
+    let shipped = e2e::paths::wasm_dir().join(&file);
+    Ok((shipped.display().to_string(), timed.display().to_string()))
 }
