@@ -33,7 +33,9 @@ impl<H: HttpHost> HeaderSnapshot<H> {
 
     fn with<T>(&self, f: impl FnOnce(&Headers) -> T) -> T {
         let mut cached = self.headers.borrow_mut();
-        let headers = cached.get_or_insert_with(|| self.inner.request_headers());
+        let headers = cached.get_or_insert_with(|| {
+            crate::timed!("request_header_map", self.inner.request_headers())
+        });
         f(headers)
     }
 

@@ -310,7 +310,7 @@ impl JwtAuth {
             }
             metrics.increment("jwt_auth.cache.miss", 1);
         }
-        let jws = Jws::parse(token).map_err(Failed)?;
+        let jws = timed!("jwt.parse", Jws::parse(token)).map_err(Failed)?;
         if !prov.algorithms.contains(&jws.alg) {
             return Err(Failed(Reason::AlgNotAllowed));
         }
@@ -341,7 +341,10 @@ impl JwtAuth {
             .take(MAX_KEY_TRIES)
         {
             tried = true;
-            let (ok, by) = verifier::verify(crypto, jws.alg, k, input, &jws.signature);
+            let (ok, by) = timed!(
+                "jwt.verify_signature",
+                verifier::verify(crypto, jws.alg, k, input, &jws.signature)
+            );
             metrics.increment(
                 match by {
                     VerifiedBy::Host => "jwt_auth.verify.host",

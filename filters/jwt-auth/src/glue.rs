@@ -23,7 +23,7 @@ use crate::status::Reason;
 use crate::{Config, FILTER_NAME};
 use filter_common::abi;
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
-use filter_common::{Flow, HttpHost, Level, RequestContext};
+use filter_common::{timed, Flow, HttpHost, Level, RequestContext};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, Status};
@@ -474,9 +474,12 @@ impl HttpContext for Http {
         let flow = {
             let mut s = self.stream.borrow_mut();
             let Stream { request, ctx } = &mut *s;
-            let flow = request.on_request_headers(&mut ProxyHttp, ctx);
+            let flow = timed!(
+                "jwt.request_headers",
+                request.on_request_headers(&mut ProxyHttp, ctx)
+            );
             if flow != Flow::Pause {
-                publish(&mut ProxyHttp, ctx);
+                timed!("jwt.publish", publish(&mut ProxyHttp, ctx));
             }
             flow
         };

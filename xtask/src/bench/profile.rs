@@ -37,7 +37,9 @@ pub fn profile(args: &[&str]) -> Result<()> {
     let work = out.join("profile");
     std::fs::create_dir_all(&work)?;
     let keys = keys::Keys::generate()?;
-    let workloads = workloads::all(&keys, 200, &work)?;
+    // Cold workloads need more distinct tokens than the token cache holds.
+    let tokens = if workload_id.starts_with("cold") { 4000 } else { 200 };
+    let workloads = workloads::all(&keys, tokens, &work)?;
     let Some(workload) = workloads.iter().find(|w| w.id == workload_id) else {
         let ids: Vec<&str> = workloads.iter().map(|w| w.id).collect();
         bail!("no workload {workload_id}; there are {ids:?}");
