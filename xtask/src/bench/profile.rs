@@ -38,7 +38,11 @@ pub fn profile(args: &[&str]) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let keys = keys::Keys::generate()?;
     // Cold workloads need more distinct tokens than the token cache holds.
-    let tokens = if workload_id.starts_with("cold") { 4000 } else { 200 };
+    let tokens = if workload_id.starts_with("cold") {
+        4000
+    } else {
+        200
+    };
     let workloads = workloads::all(&keys, tokens, &work)?;
     let Some(workload) = workloads.iter().find(|w| w.id == workload_id) else {
         let ids: Vec<&str> = workloads.iter().map(|w| w.id).collect();
