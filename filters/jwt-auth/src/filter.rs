@@ -308,7 +308,6 @@ impl JwtAuth {
                 prov.claims.check(&payload, now).map_err(Failed)?;
                 return Ok(payload);
             }
-            metrics.increment("jwt_auth.cache.miss", 1);
         }
         let jws = timed!("jwt.parse", Jws::parse(token)).map_err(Failed)?;
         if !prov.algorithms.contains(&jws.alg) {
@@ -332,6 +331,11 @@ impl JwtAuth {
                     Failed(Reason::UnknownKid)
                 });
             }
+        }
+        // Counted here, not at the lookup: a request that waits for keys
+        // looks twice but is verified once.
+        if self.config.cache_max_entries > 0 {
+            metrics.increment("jwt_auth.cache.miss", 1);
         }
         let input = jws.signing_input(token);
         let mut tried = false;

@@ -618,6 +618,8 @@ mod remote {
         let (c, h) = check(&mut a, &t, Mode::Final, &mut m);
         assert_eq!(c, Check::Responded(Reason::KeysUnavailable));
         assert_eq!(h.sent.unwrap().0, 503);
+        // Nothing was verified, so nothing missed the cache.
+        assert_eq!(m.values.get("jwt_auth.cache.miss"), None);
     }
 
     #[test]
@@ -659,6 +661,7 @@ mod remote {
         );
         let (c, _) = check(&mut a, &rotated, Mode::MayWait, &mut m);
         assert_eq!(c, Check::Continue);
+        assert_eq!(m.values["jwt_auth.cache.miss"], 1, "waited, verified once");
         // Another unknown kid right after: rate-limited, rejected at once.
         let stranger = Key::get(KeyName::P256).token(Alg::ES256, &claims(json!({})));
         let (c, _) = check(&mut a, &stranger, Mode::MayWait, &mut m);
