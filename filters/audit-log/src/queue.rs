@@ -5,12 +5,15 @@
 use crate::config::HttpSink;
 use std::collections::VecDeque;
 
+/// An encoded record and the host time it was queued at.
+type Record = (Vec<u8>, u64);
+
 /// Encoded records waiting for delivery, and the batch being delivered.
 #[derive(Debug, Default)]
 pub struct Queue {
-    pending: VecDeque<Vec<u8>>,
+    pending: VecDeque<Record>,
     pending_bytes: usize,
-    in_flight: Vec<Vec<u8>>,
+    in_flight: Vec<Record>,
     in_flight_bytes: usize,
     cap: usize,
 }
@@ -36,14 +39,19 @@ impl Queue {
         self.pending.len()
     }
 
-    /// Adds a record, dropping the oldest queued ones to make room (or the
-    /// record itself, when even an empty queue beside the batch in flight
-    /// has no room). Returns how many records were dropped.
-    pub fn push(&mut self, record: Vec<u8>) -> u64 {
+    /// When the oldest queued record arrived.
+    pub fn oldest_at(&self) -> Option<u64> {
+        self.pending.front().map(|(_, at)| *at)
+    }
+
+    /// Adds a record queued at `at`, dropping the oldest queued ones to
+    /// make room (or the record itself, when even an empty queue beside
+    /// the batch in flight has no room). Returns how many were dropped.
+    pub fn push(&mut self, record: Vec<u8>, at: u64) -> u64 {
         let mut dropped = 0;
         while self.bytes() + record.len() > self.cap {
             match self.pending.pop_front() {
-                Some(old) => {
+                Some((old, _)) => {
                     self.pending_bytes -= old.len();
                     dropped += 1;
                 }
@@ -51,7 +59,7 @@ impl Queue {
             }
         }
         self.pending_bytes += record.len();
-        self.pending.push_back(record);
+        self.pending.push_back((record, at));
         dropped
     }
 
@@ -63,16 +71,16 @@ impl Queue {
             return None;
         }
         let mut body = Vec::new();
-        while let Some(next) = self.pending.front() {
+        while let Some((next, _)) = self.pending.front() {
             if !body.is_empty() && body.len() + next.len() > max_bytes {
                 break;
             }
             let Some(rec) = self.pending.pop_front() else {
                 break;
             };
-            self.pending_bytes -= rec.len();
-            self.in_flight_bytes += rec.len();
-            body.extend_from_slice(&rec);
+            self.pending_bytes -= rec.0.len();
+            self.in_flight_bytes += rec.0.len();
+            body.extend_from_slice(&rec.0);
             self.in_flight.push(rec);
         }
         Some((body, self.in_flight.len()))
@@ -93,7 +101,7 @@ impl Queue {
     /// The batch in flight failed: it goes back to the front, in order.
     pub fn nack(&mut self) {
         for rec in self.in_flight.drain(..).rev() {
-            self.pending_bytes += rec.len();
+            self.pending_bytes += rec.0.len();
             self.pending.push_front(rec);
         }
         self.in_flight_bytes = 0;
@@ -123,8 +131,6 @@ pub struct Delivery {
 pub struct Shipper {
     pub sink: HttpSink,
     queue: Queue,
-    /// When the oldest queued record arrived (flush by interval).
-    oldest_at: Option<u64>,
     /// The callout carrying the batch in flight.
     token: Option<u32>,
     /// When the batch went out: a callout never answered is failed after
@@ -145,7 +151,6 @@ impl Shipper {
             queue: Queue::new(sink.queue_max_bytes),
             backoff_ms: sink.retry.initial_backoff_ms,
             sink,
-            oldest_at: None,
             token: None,
             sent_at: 0,
             retry_at: 0,
@@ -159,27 +164,21 @@ impl Shipper {
 
     /// Queues a record; returns how many records were dropped for room.
     pub fn enqueue(&mut self, record: Vec<u8>, now: u64) -> u64 {
-        if self.queue.pending_len() == 0 {
-            self.oldest_at = Some(now);
-        }
-        let dropped = self.queue.push(record);
-        if self.queue.pending_len() == 0 {
-            self.oldest_at = None;
-        }
-        dropped
+        self.queue.push(record, now)
     }
 
     /// A batch, if one is due: no batch in flight, not backing off, and
-    /// either a full batch is queued or the oldest record is old enough.
-    /// Partial batches wait for the interval even right after a success:
-    /// under load, sending whatever arrived during the last round trip
-    /// meant a callout every ~17 events, each costing Envoy tens of µs.
+    /// either a full batch is queued or the oldest queued record has
+    /// waited `flush_interval_ms`. A partial batch waits even right after
+    /// a success: under load, sending whatever arrived during the last
+    /// round trip meant a callout every ~17 events, each costing Envoy
+    /// tens of µs.
     pub fn poll(&mut self, index: usize, now: u64) -> Option<Dispatch> {
         if self.queue.in_flight() || now < self.retry_at || self.queue.pending_len() == 0 {
             return None;
         }
         let full = self.queue.pending_bytes() >= self.sink.batch_max_bytes;
-        let old = self.oldest_at.is_some_and(|t| {
+        let old = self.queue.oldest_at().is_some_and(|t| {
             now.saturating_sub(t) >= self.sink.flush_interval_ms.saturating_mul(MS)
         });
         if !(full || old || self.retrying) {
@@ -187,7 +186,6 @@ impl Shipper {
         }
         let (body, _) = self.queue.take_batch(self.sink.batch_max_bytes)?;
         self.retrying = false;
-        self.oldest_at = (self.queue.pending_len() > 0).then_some(now);
         self.sent_at = now;
         let mut headers = vec![
             (":method".to_string(), "POST".to_string()),
@@ -257,9 +255,6 @@ impl Shipper {
     fn failed(&mut self, now: u64) -> Delivery {
         self.queue.nack();
         self.retrying = true;
-        if self.oldest_at.is_none() {
-            self.oldest_at = Some(now);
-        }
         self.retry_at = now.saturating_add(self.backoff_ms.saturating_mul(MS));
         self.backoff_ms = self
             .backoff_ms
@@ -286,26 +281,26 @@ mod tests {
     #[test]
     fn cap_drops_oldest_and_counts() {
         let mut q = Queue::new(100);
-        assert_eq!(q.push(rec(1, 40)), 0);
-        assert_eq!(q.push(rec(2, 40)), 0);
-        assert_eq!(q.push(rec(3, 40)), 1);
+        assert_eq!(q.push(rec(1, 40), 0), 0);
+        assert_eq!(q.push(rec(2, 40), 0), 0);
+        assert_eq!(q.push(rec(3, 40), 0), 1);
         assert_eq!(q.bytes(), 80);
         let (body, n) = q.take_batch(1000).unwrap();
         assert_eq!((body[0], n), (2, 2));
         // In flight counts toward the cap; only queued records are dropped.
-        assert_eq!(q.push(rec(4, 30)), 1);
+        assert_eq!(q.push(rec(4, 30), 0), 1);
         assert_eq!(q.bytes(), 80);
-        assert_eq!(q.push(rec(5, 30)), 1);
+        assert_eq!(q.push(rec(5, 30), 0), 1);
         assert!(q.bytes() <= 100);
         // Larger than the cap itself: dropped.
-        assert_eq!(q.push(rec(6, 101)), 1);
+        assert_eq!(q.push(rec(6, 101), 0), 1);
     }
 
     #[test]
     fn batches_keep_order_across_failures() {
         let mut q = Queue::new(1000);
         for i in 0..5 {
-            q.push(rec(i, 10));
+            q.push(rec(i, 10), 0);
         }
         let (b, n) = q.take_batch(25).unwrap();
         assert_eq!((b.len(), n), (20, 2));
@@ -357,6 +352,20 @@ mod tests {
             s.enqueue(rec(i, 10), 2 * MS);
         }
         assert_eq!(s.poll(0, 2 * MS).unwrap().body.len(), 30, "full again");
+    }
+
+    #[test]
+    fn a_partial_batch_is_due_by_its_oldest_record() {
+        let mut s = shipper();
+        for i in 0..4 {
+            s.enqueue(rec(i, 10), 0);
+        }
+        s.poll(0, 60 * MS).unwrap();
+        s.dispatched(Some(1), 60 * MS);
+        assert_eq!(s.on_response(Some(200), 61 * MS).sent, 3);
+        assert!(s.poll(0, 99 * MS).is_none());
+        // Queued at 0: due at 100 ms, not an interval after the last send.
+        assert_eq!(s.poll(0, 100 * MS).unwrap().body.len(), 10);
     }
 
     #[test]
