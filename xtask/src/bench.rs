@@ -138,6 +138,7 @@ pub fn bench(args: &[&str]) -> Result<()> {
         setups: measured.setups,
         cases: measured.cases,
         open_rates: measured.open_rates,
+        common_rates: measured.common_rates,
         elapsed_secs: started.elapsed().as_secs(),
     };
     let json_path = out_dir.join(format!("results-{stamp}.json"));
@@ -274,6 +275,7 @@ struct Measured {
     setups: Vec<SetupResult>,
     cases: Vec<CaseResult>,
     open_rates: BTreeMap<String, f64>,
+    common_rates: BTreeMap<String, f64>,
 }
 
 /// A configuration that came up, with its Envoy.
@@ -454,34 +456,53 @@ async fn measure(
         }
     }
 
-    // Open loop at half the ceiling's capacity for that workload.
+    // Open loop at half the ceiling's capacity for that workload (the
+    // issue's rate). The latency target's workload also runs at half the
+    // slowest configuration's capacity, where no configuration queues, so
+    // that "p50 added" measures a request and not a backlog.
+    let capacity = |w: &str, id: &str| {
+        let i = live(&cases, w, id)?;
+        let c = cases.get(i)?;
+        c.valid()
+            .then(|| report::median(c.closed.iter().map(Closed::rps).collect()))?
+    };
     let mut open_rates = BTreeMap::new();
-    for (w, _) in matrix.iter().filter(|(w, _)| w.open_loop_capable()) {
-        if let Some(i) = live(&cases, w.id, "ceiling") {
-            if let Some(rps) = report::median(cases[i].closed.iter().map(Closed::rps).collect()) {
-                open_rates.insert(w.id.to_string(), (rps / 2.0).floor());
+    let mut common_rates = BTreeMap::new();
+    for (w, ids) in matrix.iter().filter(|(w, _)| w.open_loop_capable()) {
+        if let Some(rps) = capacity(w.id, "ceiling") {
+            open_rates.insert(w.id.to_string(), (rps / 2.0).floor());
+        }
+        if w.id == report::LATENCY_WORKLOAD {
+            let slowest = ids
+                .iter()
+                .filter_map(|id| capacity(w.id, id))
+                .reduce(f64::min);
+            if let Some(rps) = slowest {
+                common_rates.insert(w.id.to_string(), (rps / 2.0).floor());
             }
         }
     }
-    for round in 0..profile.repeats {
-        for (w, ids) in &matrix {
-            let Some(rate) = open_rates.get(w.id).copied() else {
-                continue;
-            };
-            let mut order: Vec<&&str> = ids.iter().collect();
-            if round % 2 == 1 {
-                order.reverse();
-            }
-            for id in order {
-                let (Some(i), Some(r)) = (live(&cases, w.id, id), find(id)) else {
+    for (common, rates) in [(false, &open_rates), (true, &common_rates)] {
+        for round in 0..profile.repeats {
+            for (w, ids) in &matrix {
+                let Some(rate) = rates.get(w.id).copied() else {
                     continue;
                 };
-                let res: Result<Open> =
-                    blocking(|| loadgen::open_loop(r.envoy.port, w, rate, profile.open_secs));
-                match res {
-                    Ok(o) => {
-                        eprintln!(
-                            "    open {} {:<18} {:<20} p50 {:>7.0} µs  p99 {:>7.0} µs  ({:.0}/{:.0} req/s)",
+                let mut order: Vec<&&str> = ids.iter().collect();
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for id in order {
+                    let (Some(i), Some(r)) = (live(&cases, w.id, id), find(id)) else {
+                        continue;
+                    };
+                    let res: Result<Open> =
+                        blocking(|| loadgen::open_loop(r.envoy.port, w, rate, profile.open_secs));
+                    match res {
+                        Ok(o) => {
+                            eprintln!(
+                            "    open{} {} {:<18} {:<20} p50 {:>7.0} µs  p99 {:>7.0} µs  ({:.0}/{:.0} req/s)",
+                            if common { " (common rate)" } else { "" },
                             round + 1,
                             w.id,
                             id,
@@ -490,11 +511,16 @@ async fn measure(
                             o.achieved_rps,
                             o.target_rps
                         );
-                        cases[i].open.push(o);
+                            if common {
+                                cases[i].open_common.push(o);
+                            } else {
+                                cases[i].open.push(o);
+                            }
+                        }
+                        Err(e) => cases[i].errors.push(format!("{e:#}")),
                     }
-                    Err(e) => cases[i].errors.push(format!("{e:#}")),
+                    collector.0.clear();
                 }
-                collector.0.clear();
             }
         }
     }
@@ -517,6 +543,7 @@ async fn measure(
         setups: setup_results,
         cases,
         open_rates,
+        common_rates,
     })
 }
 
