@@ -112,14 +112,19 @@ pub fn profile(args: &[&str]) -> Result<()> {
         );
         perf.wait()?;
         let log = envoy.log();
-        let timings: Vec<&str> = log
+        // Envoy's prefix is `[time][thread id][level]`: the thread tells the
+        // worker's VM from the main thread's (which only ticks).
+        let timings: Vec<(&str, &str)> = log
             .lines()
-            .filter_map(|l| l.split_once("section timing:").map(|(_, t)| t))
+            .filter_map(|l| {
+                let (prefix, t) = l.split_once("section timing:")?;
+                Some((prefix.split(['[', ']']).nth(3).unwrap_or("?"), t))
+            })
             .collect();
         if !timings.is_empty() {
             println!("==> section timing, µs per call / calls, every 2 s (the last is partial)");
-            for t in timings {
-                println!("   {t}");
+            for (thread, t) in timings {
+                println!("   thread {thread}:{t}");
             }
         }
         drop(envoy);
