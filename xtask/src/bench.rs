@@ -416,11 +416,7 @@ async fn measure(
     // Closed loop, interleaved, alternating direction every round.
     for round in 0..profile.repeats {
         for (w, ids) in &matrix {
-            let mut order: Vec<&&str> = ids.iter().collect();
-            if round % 2 == 1 {
-                order.reverse();
-            }
-            for id in order {
+            for id in interleaved(ids, round) {
                 let (Some(i), Some(r)) = (live(&cases, w.id, id), find(id)) else {
                     continue;
                 };
@@ -488,11 +484,7 @@ async fn measure(
                 let Some(rate) = rates.get(w.id).copied() else {
                     continue;
                 };
-                let mut order: Vec<&&str> = ids.iter().collect();
-                if round % 2 == 1 {
-                    order.reverse();
-                }
-                for id in order {
+                for id in interleaved(ids, round) {
                     let (Some(i), Some(r)) = (live(&cases, w.id, id), find(id)) else {
                         continue;
                     };
@@ -545,6 +537,16 @@ async fn measure(
         open_rates,
         common_rates,
     })
+}
+
+/// A workload's configurations in run order: reversed every other round,
+/// so drift on a shared machine spreads over all of them.
+fn interleaved<'a>(ids: &'a [&'static str], round: usize) -> Vec<&'a &'static str> {
+    let mut order: Vec<_> = ids.iter().collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
 }
 
 /// Runs a blocking load generator without starving the helper servers.
