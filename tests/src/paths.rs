@@ -30,7 +30,13 @@ pub fn wasm_dir() -> PathBuf {
 
 /// The built module for a filter crate (`jwt-auth` → `jwt_auth.wasm`).
 pub fn wasm_module(name: &str) -> PathBuf {
-    wasm_dir().join(format!("{}.wasm", name.replace('-', "_")))
+    wasm_dir().join(wasm_file_name(name))
+}
+
+/// A module's file name, whatever directory it was built in (`jwt-auth` →
+/// `jwt_auth.wasm`, `examples/floor` → `examples/floor.wasm`).
+pub fn wasm_file_name(name: &str) -> String {
+    format!("{}.wasm", name.replace('-', "_"))
 }
 
 pub fn envoy_config(name: &str) -> PathBuf {

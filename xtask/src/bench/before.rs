@@ -7,6 +7,7 @@
 use super::setups::{Setup, Side};
 use crate::tools::{cargo, root, run};
 use anyhow::{Context, Result};
+use e2e::paths::wasm_file_name;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -62,11 +63,11 @@ impl Before {
         let built = target.join("wasm32-wasip1").join("release");
         let wasm_dir = base.join(format!("{}-wasm", rev.replace('/', "-")));
         for m in modules {
-            let to = wasm_dir.join(file_name(m));
+            let to = wasm_dir.join(wasm_file_name(m));
             if let Some(dir) = to.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            std::fs::copy(built.join(file_name(m)), &to)
+            std::fs::copy(built.join(wasm_file_name(m)), &to)
                 .with_context(|| format!("copying {m} built at {rev}"))?;
             // `BENCH_BEFORE_NO_WASM_OPT=1` with `--before HEAD` measures
             // what wasm-opt itself does to the work tree's modules.
@@ -92,8 +93,8 @@ impl Before {
                 twin.label = leak(format!("{} — before ({})", s.label, self.rev));
                 for m in &s.modules {
                     twin.options = twin.options.replace(
-                        &now.join(file_name(m)).display().to_string(),
-                        &self.wasm_dir.join(file_name(m)).display().to_string(),
+                        &now.join(wasm_file_name(m)).display().to_string(),
+                        &self.wasm_dir.join(wasm_file_name(m)).display().to_string(),
                     );
                 }
                 twin
@@ -126,11 +127,6 @@ impl Before {
             })
             .collect()
     }
-}
-
-/// `jwt-auth` → `jwt_auth.wasm`, `examples/floor` → `examples/floor.wasm`.
-fn file_name(module: &str) -> String {
-    format!("{}.wasm", module.replace('-', "_"))
 }
 
 /// Ids and labels are `&'static str` throughout the bench; a handful of

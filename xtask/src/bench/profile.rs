@@ -168,11 +168,13 @@ fn build_timed(module: &str) -> Result<(String, String)> {
             .args(["-p", module, "--features", "filter-common/section-timing"])
             .env("CARGO_TARGET_DIR", &target),
     )?;
-    let file = format!("{}.wasm", module.replace('-', "_"));
-    let timed = target.join("wasm32-wasip1").join("release").join(&file);
+    let timed = target
+        .join("wasm32-wasip1")
+        .join("release")
+        .join(e2e::paths::wasm_file_name(module));
     if has("wasm-opt", "--version").is_some() {
         optimise_quietly(&timed);
     }
-    let shipped = e2e::paths::wasm_dir().join(&file);
+    let shipped = e2e::paths::wasm_module(module);
     Ok((shipped.display().to_string(), timed.display().to_string()))
 }
