@@ -7,10 +7,12 @@ mod demo;
 mod fuzz;
 mod soak;
 mod test;
+mod toolchain;
 mod tools;
 mod tour;
 
 use anyhow::{bail, Result};
+use std::process::ExitCode;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -36,10 +38,29 @@ commands:
                   end-to-end tests in real Envoy
 ";
 
-fn main() -> Result<()> {
+/// An expected failure (a step failed, a tool is missing) prints its error
+/// chain on one line, not a backtrace.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Commands that compile for wasm32 first add what `rust-toolchain.toml` lists.
+const BUILDS: [&str; 5] = ["build", "demo", "test", "bench", "soak"];
+
+fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    match args.first().map(String::as_str) {
+    let command = args.first().map(String::as_str);
+    if command.is_some_and(|c| BUILDS.contains(&c)) {
+        toolchain::ensure()?;
+    }
+    match command {
         Some("build") => build::build().map(|_| ()),
         Some("envoy") => {
             let envoy = e2e::paths::ensure_envoy()?;
