@@ -12,7 +12,9 @@
 //!    string Istio hands the plugin;
 //! 5. every `outbound|<port>||<host>` cluster a plugin calls is created by a
 //!    `ServiceEntry` in `service-entries.yaml`, with TLS originated by a
-//!    `DestinationRule`.
+//!    `DestinationRule`;
+//! 6. `chain.yaml`'s configuration, as Istio sends it, in a real Envoy whose
+//!    clusters carry Istio's names.
 //!
 //! Each check has a negative test: a broken copy of a manifest is refused
 //! for the right reason.
@@ -1300,4 +1302,151 @@ fn the_crd_copy_is_istios_unchanged() {
         "8d225ddd750fc7e8944e00a4a2c729527b6ff09b08375391b8187874095e1ccb"
     );
     assert_eq!(crd().api_version, "extensions.istio.io/v1alpha1");
+}
+
+// ---------------------------------------------------------------------------
+// 6. chain.yaml's pluginConfig in a real Envoy, exactly as istiod sends it,
+// with the clusters named as Istio names them. (TLS origination is the
+// DestinationRule's job in a mesh; here the clusters reach local servers in
+// plain HTTP, which is what the plugin itself sends.)
+
+mod in_envoy {
+    use super::*;
+    use e2e::envoy::{Envoy, EnvoyOptions};
+    use e2e::servers::{Canned, Collector, EchoUpstream, JwksServer};
+    use e2e::tokens::RsaIssuer;
+    use reqwest::{Client, Method};
+    use std::time::Duration;
+
+    const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+    async fn send(
+        envoy: &Envoy,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = Client::new().request(method, envoy.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// The audit events posted so far (waits until `want` holds, at most 10 s).
+    async fn events_until(c: &Collector, want: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            out = String::from_utf8_lossy(&c.all_bytes())
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            if want(&out) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn chain_plugin_config_runs_in_envoy_as_istio_sends_it() {
+        let doc = plugin("chain.yaml");
+        let sent = String::from_utf8(as_istio_sends(doc["spec"].get("pluginConfig"))).unwrap();
+        let issuer = RsaIssuer::new("https://idp.example.com", "k1").unwrap();
+        let jwks = JwksServer::start(&issuer.jwks()).await.unwrap();
+        jwks.0.set(JWKS_PATH, Canned::json(issuer.jwks()));
+        let collector = Collector::start().await.unwrap();
+        let upstream = EchoUpstream::start().await.unwrap();
+        let envoy = Envoy::start(
+            EnvoyOptions::new("chain.yaml")
+                .plugin_config("chain", sent)
+                .replace(
+                    "- name: jwks\n",
+                    "- name: \"outbound|443||idp.example.com\"\n",
+                )
+                .replace(
+                    "cluster_name: jwks\n",
+                    "cluster_name: \"outbound|443||idp.example.com\"\n",
+                )
+                .replace(
+                    "- name: collector\n",
+                    "- name: \"outbound|443||audit.example.com\"\n",
+                )
+                .replace(
+                    "cluster_name: collector\n",
+                    "cluster_name: \"outbound|443||audit.example.com\"\n",
+                )
+                .upstream(upstream.port())
+                .jwks(jwks.port())
+                .collector(collector.port()),
+        )
+        .await
+        .unwrap();
+
+        let reader = issuer.token(
+            "alice",
+            "storefront-api",
+            300,
+            json!({"scope": "orders:read"}),
+        );
+        let r = send(&envoy, Method::GET, "/api/orders", None).await;
+        assert_eq!(r.status(), 401);
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            challenge.starts_with("Bearer realm=\"storefront\""),
+            "{challenge}"
+        );
+        assert_eq!(
+            send(&envoy, Method::GET, "/healthz", None).await.status(),
+            200
+        );
+        // The JWKS came through `outbound|443||idp.example.com`, asked for
+        // the host and path of the configured `https://` URI.
+        assert_eq!(
+            send(&envoy, Method::GET, "/api/orders", Some(&reader))
+                .await
+                .status(),
+            200
+        );
+        let fetch = jwks.0.received_on(JWKS_PATH);
+        assert!(!fetch.is_empty());
+        assert_eq!(
+            fetch[0].header("host").or(fetch[0].header(":authority")),
+            Some("idp.example.com")
+        );
+        let seen = upstream.received();
+        let last = seen.last().unwrap();
+        assert_eq!(last.header("x-jwt-sub"), Some("alice"));
+        // Scopes as the rules say; no client certificate for /internal.
+        assert_eq!(
+            send(&envoy, Method::POST, "/api/orders", Some(&reader))
+                .await
+                .status(),
+            403
+        );
+        assert_eq!(
+            send(&envoy, Method::GET, "/internal/stock", None)
+                .await
+                .status(),
+            403
+        );
+
+        // Denials are always audited: the 401 reached the collector through
+        // `outbound|443||audit.example.com`, with the collector's host.
+        let denied = |e: &Value| {
+            e["url"]["path"] == "/api/orders" && e["http"]["response"]["status_code"] == 401
+        };
+        let events = events_until(&collector, |es| es.iter().any(denied)).await;
+        assert!(events.iter().any(denied), "{events:?}");
+        let posts = collector.received();
+        assert_eq!(posts[0].path, "/ingest");
+        assert_eq!(
+            posts[0].header("host").or(posts[0].header(":authority")),
+            Some("audit.example.com")
+        );
+    }
 }
