@@ -1450,3 +1450,31 @@ mod in_envoy {
         );
     }
 }
+
+/// The `pluginConfig` examples on the Istio page (the migration section)
+/// parse with their filters too.
+#[test]
+fn the_pages_plugin_config_examples_parse() {
+    let page = std::fs::read_to_string(istio_dir().join("README.md")).unwrap();
+    let blocks: Vec<&str> = page
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let mut parsed = Vec::new();
+    for block in blocks {
+        let docs = yaml_docs(block);
+        let [config] = docs.as_slice() else { continue };
+        let module = if config.get("providers").is_some() {
+            "jwt-auth"
+        } else if config.get("rules").is_some() && config.get("kind").is_none() {
+            "rate-limit"
+        } else {
+            continue;
+        };
+        parse_with_filter(module, &as_istio_sends(Some(config)))
+            .unwrap_or_else(|e| panic!("README example: {e}\n{block}"));
+        parsed.push(module);
+    }
+    assert_eq!(parsed, ["jwt-auth", "rate-limit", "rate-limit"]);
+}
