@@ -1361,6 +1361,15 @@ mod in_envoy {
         let envoy = Envoy::start(
             EnvoyOptions::new("chain.yaml")
                 .plugin_config("chain", sent)
+                // The rest of the plugin as istiod writes it for this
+                // WasmPlugin: named `<namespace>.<name>`, `root_id` from
+                // `pluginName` (unset), no `vm_id`, FAIL_CLOSE.
+                .replace(
+                    "name: chain\n                root_id: chain\n",
+                    "name: shop.portcullis\n                root_id: \"\"\n",
+                )
+                .replace("                  vm_id: chain\n", "")
+                .replace("failure_policy: FAIL_RELOAD", "failure_policy: FAIL_CLOSED")
                 .replace(
                     "- name: jwks\n",
                     "- name: \"outbound|443||idp.example.com\"\n",
