@@ -12,7 +12,10 @@ Port 0 picks a free port. The first line printed is `listening on HOST:PORT`.
 
 import argparse
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PRINT = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -22,9 +25,12 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(411)
             return
         body = self.rfile.read(int(length))
-        for line in body.decode("utf-8", "replace").splitlines():
-            if line.strip():
-                print(line, flush=True)
+        events = [l for l in body.decode("utf-8", "replace").splitlines() if l.strip()]
+        # Envoy's workers post at the same time: one write per batch, under a
+        # lock, so no two events share a line.
+        with PRINT:
+            sys.stdout.write("".join(e + "\n" for e in events))
+            sys.stdout.flush()
         self.answer(200)
 
     def answer(self, status):

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The parts of the compose file the demo relies on; any other key is refused
 /// so that a typo (`depend_on`) cannot pass unnoticed.
@@ -377,6 +378,44 @@ impl Drop for ScriptCollector {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Envoy's workers post batches at the same time: each event must still come
+/// out as one whole line, and each batch answered 200 only once printed.
+#[tokio::test]
+async fn the_collector_script_prints_concurrent_batches_whole() {
+    let collector = ScriptCollector::start();
+    let url = format!("http://127.0.0.1:{}/ingest", collector.port);
+    let mut posts = tokio::task::JoinSet::new();
+    for batch in 0..40 {
+        let body: String = (0..25)
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    json!({"batch": batch, "i": i, "pad": "x".repeat(200)})
+                )
+            })
+            .collect();
+        let req = Client::new().post(&url).body(body);
+        posts.spawn(async move { req.send().await.unwrap().status().as_u16() });
+    }
+    let statuses = posts.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let events = collector.events(1000).await;
+    assert_eq!(events.len(), 1000);
+    // A body without a length (chunked): refused, so the sink would retry
+    // rather than count it delivered.
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", collector.port))
+        .await
+        .unwrap();
+    conn.write_all(
+        b"POST /ingest HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.0 411"), "{answer}");
 }
 
 async fn status(envoy: &Envoy, method: Method, token: Option<&str>) -> (u16, Value) {
