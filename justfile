@@ -30,3 +30,7 @@ soak:
 # Every fuzz target for a bounded time (default 30 s each; nightly)
 fuzz *ARGS:
     cargo xtask fuzz {{ARGS}}
+
+# A token for the docker-compose demo (DEMO ONLY key); --sub S, --scope "a b", --ttl SECONDS, --aud A
+token *ARGS:
+    cargo xtask token {{ARGS}}

@@ -3,6 +3,7 @@
 //! and a reader for Envoy's stats.
 
 pub mod attack;
+pub mod demo_issuer;
 pub mod envoy;
 pub mod jwt_tokens;
 pub mod paths;

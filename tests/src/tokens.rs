@@ -27,6 +27,15 @@ impl RsaIssuer {
         })
     }
 
+    /// An issuer with a key it was given (the compose demo's checked-in key).
+    pub fn from_key(issuer: &str, kid: &str, key: RsaPrivateKey) -> Self {
+        RsaIssuer {
+            issuer: issuer.to_string(),
+            kid: kid.to_string(),
+            key,
+        }
+    }
+
     /// The public key as one JWK.
     pub fn jwk(&self) -> Value {
         let public = self.key.to_public_key();

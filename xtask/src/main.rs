@@ -7,6 +7,7 @@ mod demo;
 mod fuzz;
 mod soak;
 mod test;
+mod token;
 mod toolchain;
 mod tools;
 mod tour;
@@ -34,6 +35,9 @@ commands:
                   every cargo-fuzz target in tests/fuzz for N seconds (default 30), then the
                   executions each reached (needs the nightly toolchain; installs cargo-fuzz)
   soak            the long drills kept out of `test` (a million rate-limit keys, ...)
+  token [--sub S] [--scope \"a b\"] [--ttl SECONDS] [--aud A]
+                  prints a token for the docker-compose demo (envoy/docker-compose.yaml),
+                  signed with the DEMO ONLY key in envoy/demo/ (defaults: alice, read, 3600)
   test            fmt, clippy (host and wasm32), unit tests (host and wasm32 under Node),
                   end-to-end tests in real Envoy
 ";
@@ -74,6 +78,7 @@ fn run() -> Result<()> {
         Some("demo") => demo::demo(rest.contains(&"--tour")),
         Some("test") => test::test(),
         Some("soak") => soak::soak(),
+        Some("token") => token::token(&rest),
         Some("fuzz") => fuzz::fuzz(&rest),
         Some("audit-verify") => audit_verify::audit_verify(rest.first().copied()),
         Some("bench") => bench::bench(&rest),
