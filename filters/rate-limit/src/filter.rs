@@ -97,17 +97,23 @@ impl RateLimiter {
     /// creates) the hash seed and the slot tables in shared data, and
     /// defines every metric so they show as 0 from the start.
     /// `fresh_seed` must be random; it is used only if no seed exists yet.
+    /// `now_ns` is the host's clock: a rule whose `slots` changed since the
+    /// last configuration keeps reading its earlier slots for a while
+    /// (`slots::update_layout`).
     pub fn configure(
         config: Config,
         shared: &mut dyn SharedData,
         metrics: &mut dyn Metrics,
         fresh_seed: [u8; 16],
+        now_ns: u64,
     ) -> Result<Self, String> {
         let seed = slots::load_or_create_seed(shared, fresh_seed)?;
-        let rules = config.compile();
+        let mut rules = config.compile();
         let mut created_slots = 0;
-        for r in &rules {
+        for r in &mut rules {
             created_slots += u64::from(slots::prepare_table(shared, &r.rule.name, r.slots)?);
+            r.previous =
+                slots::update_layout(shared, &r.rule.name, r.slots, r.gcra.horizon_ns(), now_ns)?;
             for m in [
                 &r.metric_allowed,
                 &r.metric_limited,
@@ -166,6 +172,7 @@ impl Applied<'_> {
         Table {
             rule: &self.rule.rule.name,
             limit: self.rule.gcra,
+            previous: &self.rule.previous,
         }
     }
 }
@@ -420,7 +427,7 @@ mod tests {
             let mut shared = FakeSharedData::default();
             let mut metrics = FakeMetrics::default();
             let limiter =
-                RateLimiter::configure(config, &mut shared, &mut metrics, [9; 16]).unwrap();
+                RateLimiter::configure(config, &mut shared, &mut metrics, [9; 16], NOW).unwrap();
             World {
                 limiter: Rc::new(limiter),
                 shared,
@@ -757,8 +764,9 @@ mod tests {
         .unwrap();
         let mut shared = Broken(FakeSharedData::default());
         let mut metrics = FakeMetrics::default();
-        let limiter =
-            Rc::new(RateLimiter::configure(config, &mut shared, &mut metrics, [1; 16]).unwrap());
+        let limiter = Rc::new(
+            RateLimiter::configure(config, &mut shared, &mut metrics, [1; 16], NOW).unwrap(),
+        );
         let mut run = |path: &str| {
             let mut host = FakeHost::request("GET", path, "h", &[]);
             let mut ctx = RequestContext::default();
@@ -800,6 +808,7 @@ mod tests {
                 &mut shared,
                 &mut metrics,
                 [1; 16],
+                NOW,
             )
             .unwrap(),
         );
@@ -810,6 +819,7 @@ mod tests {
                 &mut shared,
                 &mut metrics,
                 [2; 16],
+                NOW,
             )
             .unwrap(),
         );
