@@ -845,6 +845,54 @@ mod tests {
         assert_eq!(allowed, 5);
     }
 
+    #[test]
+    fn a_reconfiguration_keeps_every_clients_debt() {
+        // As Envoy does on a config update: the same shared data, a new
+        // limiter. 32 clients each spend their burst of 2.
+        let json = |burst: u32, slots: u32| {
+            format!(
+                r#"{{"slots": {slots}, "rules": [{{"name": "r", "key": [{{"header": {{"name": "x-key"}}}}],
+                "limit": {{"requests_per_unit": 2, "unit": "hour", "burst": {burst}}}}}]}}"#
+            )
+        };
+        let mut w = World::new(&json(2, 64));
+        let keys: Vec<String> = (0..32).map(|i| format!("client-{i}")).collect();
+        for k in &keys {
+            while status(&w.get("/", &[("x-key", k)], NOW).0) == 200 {}
+        }
+        let reconfigure = |w: &mut World, text: &str, at: u64| {
+            let config = Config::parse(text.as_bytes()).unwrap();
+            w.limiter = Rc::new(
+                RateLimiter::configure(config, &mut w.shared, &mut w.metrics, [3; 16], at).unwrap(),
+            );
+        };
+        let limited = |w: &mut World, at: u64| {
+            keys.iter()
+                .filter(|k| status(&w.get("/", &[("x-key", k.as_str())], at).0) == 429)
+                .count()
+        };
+        // Unchanged: every client stays limited.
+        reconfigure(&mut w, &json(2, 64), NOW + S);
+        assert_eq!(limited(&mut w, NOW + S), 32);
+        // 16 times the slots (and back to 8): nobody gets a fresh bucket.
+        reconfigure(&mut w, &json(2, 1024), NOW + 2 * S);
+        assert_eq!(limited(&mut w, NOW + 2 * S), 32);
+        reconfigure(&mut w, &json(2, 8), NOW + 3 * S);
+        assert_eq!(limited(&mut w, NOW + 3 * S), 32);
+        // Burst 2 → 3 keeps the debt: one more request for a client alone
+        // in its slot (sharers split it: stricter).
+        reconfigure(&mut w, &json(3, 1024), NOW + 4 * S);
+        let client = &keys[0];
+        let (h, _) = w.get("/", &[("x-key", client)], NOW + 4 * S);
+        assert!(status(&h) == 200 || status(&h) == 429);
+        assert_eq!(
+            status(&w.get("/", &[("x-key", client)], NOW + 4 * S).0),
+            429
+        );
+        // Two hours on, every debt under any layout is repaid.
+        assert_eq!(limited(&mut w, NOW + 2 * 3_600 * S), 0);
+    }
+
     const PER_KEY: &str = r#"{"slots": 64, "rules": [{"name": "per-key", "match": {"prefix": "/key"},
         "key": [{"header": {"name": "x-api-key"}}], "limit": {"requests_per_unit": 2, "unit": "hour"}}]}"#;
 
