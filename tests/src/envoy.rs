@@ -37,6 +37,10 @@ pub struct EnvoyOptions {
     pub args: Vec<String>,
     /// Keep the listener on 10000 and admin on 9901 (the demo).
     pub fixed_ports: bool,
+    /// `(name, contents)`: files written to Envoy's run directory before
+    /// it starts (e.g. a file-based xDS resource); `/etc/envoy/run` in the
+    /// config names that directory.
+    pub files: Vec<(String, String)>,
 }
 
 impl EnvoyOptions {
@@ -49,6 +53,7 @@ impl EnvoyOptions {
             replacements: Vec::new(),
             args: Vec::new(),
             fixed_ports: false,
+            files: Vec::new(),
         }
     }
     pub fn fixed_ports(mut self) -> Self {
@@ -82,6 +87,11 @@ impl EnvoyOptions {
     }
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
+        self
+    }
+    /// A file in Envoy's run directory (see [`EnvoyOptions::files`]).
+    pub fn file(mut self, name: &str, contents: impl Into<String>) -> Self {
+        self.files.push((name.to_string(), contents.into()));
         self
     }
 
@@ -242,6 +252,20 @@ impl Envoy {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
+    /// Where the files of [`EnvoyOptions::file`] are (`/etc/envoy/run`).
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// Replaces a file in the run directory atomically (a temp file renamed
+    /// over it), as Envoy's file-based xDS requires: its watch sees the move.
+    pub fn replace_file(&self, name: &str, contents: &str) -> Result<()> {
+        let tmp = self.run_dir().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, contents)?;
+        std::fs::rename(&tmp, self.run_dir().join(name))?;
+        Ok(())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
     }
@@ -295,8 +319,17 @@ fn spawn(opts: &EnvoyOptions) -> Result<(Child, tempfile::TempDir)> {
         .prefix("portcullis-envoy")
         .tempdir()?;
     let config = dir.path().join("envoy.yaml");
-    std::fs::write(&config, opts.render()?)?;
-    for module in wasm_modules_in(&opts.render()?) {
+    // Its own directory: Envoy may watch it, and its log is elsewhere.
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir)?;
+    let text = opts
+        .render()?
+        .replace("/etc/envoy/run", &run_dir.display().to_string());
+    std::fs::write(&config, &text)?;
+    for (name, contents) in &opts.files {
+        std::fs::write(run_dir.join(name), contents)?;
+    }
+    for module in wasm_modules_in(&text) {
         if !module.is_file() {
             bail!(
                 "{} is missing: build the filters first (cargo xtask build)",

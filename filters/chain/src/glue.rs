@@ -55,8 +55,14 @@ impl Root {
             Some(c) => {
                 let mut metrics = ProxyMetrics::default();
                 let seed = rate_limit::glue::random_seed();
-                let limiter = RateLimiter::configure(c, &mut ProxyShared, &mut metrics, seed)
-                    .map_err(|e| format!("rate_limit: {e}"))?;
+                let limiter = RateLimiter::configure(
+                    c,
+                    &mut ProxyShared,
+                    &mut metrics,
+                    seed,
+                    proxy::now_nanos(),
+                )
+                .map_err(|e| format!("rate_limit: {e}"))?;
                 Some(Limiter {
                     limiter: Rc::new(limiter),
                     metrics: Rc::new(RefCell::new(metrics)),

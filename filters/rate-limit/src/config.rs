@@ -247,6 +247,9 @@ pub struct CompiledRule {
     pub rule: Rule,
     pub gcra: Gcra,
     pub slots: u32,
+    /// Earlier slot counts still read (set at configuration from shared
+    /// data; see `slots::update_layout`).
+    pub previous: Vec<crate::slots::Previous>,
     pub metric_allowed: String,
     pub metric_limited: String,
     pub metric_shadow_limited: String,
@@ -303,6 +306,7 @@ impl Config {
                 CompiledRule {
                     gcra: rule.limit.gcra(),
                     slots,
+                    previous: Vec::new(),
                     metric_allowed: metric("allowed"),
                     metric_limited: metric("limited"),
                     metric_shadow_limited: metric("shadow_limited"),

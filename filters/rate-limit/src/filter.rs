@@ -97,17 +97,23 @@ impl RateLimiter {
     /// creates) the hash seed and the slot tables in shared data, and
     /// defines every metric so they show as 0 from the start.
     /// `fresh_seed` must be random; it is used only if no seed exists yet.
+    /// `now_ns` is the host's clock: a rule whose `slots` changed since the
+    /// last configuration keeps reading its earlier slots for a while
+    /// (`slots::update_layout`).
     pub fn configure(
         config: Config,
         shared: &mut dyn SharedData,
         metrics: &mut dyn Metrics,
         fresh_seed: [u8; 16],
+        now_ns: u64,
     ) -> Result<Self, String> {
         let seed = slots::load_or_create_seed(shared, fresh_seed)?;
-        let rules = config.compile();
+        let mut rules = config.compile();
         let mut created_slots = 0;
-        for r in &rules {
+        for r in &mut rules {
             created_slots += u64::from(slots::prepare_table(shared, &r.rule.name, r.slots)?);
+            r.previous =
+                slots::update_layout(shared, &r.rule.name, r.slots, r.gcra.horizon_ns(), now_ns)?;
             for m in [
                 &r.metric_allowed,
                 &r.metric_limited,
@@ -166,6 +172,7 @@ impl Applied<'_> {
         Table {
             rule: &self.rule.rule.name,
             limit: self.rule.gcra,
+            previous: &self.rule.previous,
         }
     }
 }
@@ -420,7 +427,7 @@ mod tests {
             let mut shared = FakeSharedData::default();
             let mut metrics = FakeMetrics::default();
             let limiter =
-                RateLimiter::configure(config, &mut shared, &mut metrics, [9; 16]).unwrap();
+                RateLimiter::configure(config, &mut shared, &mut metrics, [9; 16], NOW).unwrap();
             World {
                 limiter: Rc::new(limiter),
                 shared,
@@ -757,8 +764,9 @@ mod tests {
         .unwrap();
         let mut shared = Broken(FakeSharedData::default());
         let mut metrics = FakeMetrics::default();
-        let limiter =
-            Rc::new(RateLimiter::configure(config, &mut shared, &mut metrics, [1; 16]).unwrap());
+        let limiter = Rc::new(
+            RateLimiter::configure(config, &mut shared, &mut metrics, [1; 16], NOW).unwrap(),
+        );
         let mut run = |path: &str| {
             let mut host = FakeHost::request("GET", path, "h", &[]);
             let mut ctx = RequestContext::default();
@@ -800,6 +808,7 @@ mod tests {
                 &mut shared,
                 &mut metrics,
                 [1; 16],
+                NOW,
             )
             .unwrap(),
         );
@@ -810,6 +819,7 @@ mod tests {
                 &mut shared,
                 &mut metrics,
                 [2; 16],
+                NOW,
             )
             .unwrap(),
         );
@@ -833,6 +843,54 @@ mod tests {
             }
         }
         assert_eq!(allowed, 5);
+    }
+
+    #[test]
+    fn a_reconfiguration_keeps_every_clients_debt() {
+        // As Envoy does on a config update: the same shared data, a new
+        // limiter. 32 clients each spend their burst of 2.
+        let json = |burst: u32, slots: u32| {
+            format!(
+                r#"{{"slots": {slots}, "rules": [{{"name": "r", "key": [{{"header": {{"name": "x-key"}}}}],
+                "limit": {{"requests_per_unit": 2, "unit": "hour", "burst": {burst}}}}}]}}"#
+            )
+        };
+        let mut w = World::new(&json(2, 64));
+        let keys: Vec<String> = (0..32).map(|i| format!("client-{i}")).collect();
+        for k in &keys {
+            while status(&w.get("/", &[("x-key", k)], NOW).0) == 200 {}
+        }
+        let reconfigure = |w: &mut World, text: &str, at: u64| {
+            let config = Config::parse(text.as_bytes()).unwrap();
+            w.limiter = Rc::new(
+                RateLimiter::configure(config, &mut w.shared, &mut w.metrics, [3; 16], at).unwrap(),
+            );
+        };
+        let limited = |w: &mut World, at: u64| {
+            keys.iter()
+                .filter(|k| status(&w.get("/", &[("x-key", k.as_str())], at).0) == 429)
+                .count()
+        };
+        // Unchanged: every client stays limited.
+        reconfigure(&mut w, &json(2, 64), NOW + S);
+        assert_eq!(limited(&mut w, NOW + S), 32);
+        // 16 times the slots (and back to 8): nobody gets a fresh bucket.
+        reconfigure(&mut w, &json(2, 1024), NOW + 2 * S);
+        assert_eq!(limited(&mut w, NOW + 2 * S), 32);
+        reconfigure(&mut w, &json(2, 8), NOW + 3 * S);
+        assert_eq!(limited(&mut w, NOW + 3 * S), 32);
+        // Burst 2 → 3 keeps the debt: one more request for a client alone
+        // in its slot (sharers split it: stricter).
+        reconfigure(&mut w, &json(3, 1024), NOW + 4 * S);
+        let client = &keys[0];
+        let (h, _) = w.get("/", &[("x-key", client)], NOW + 4 * S);
+        assert!(status(&h) == 200 || status(&h) == 429);
+        assert_eq!(
+            status(&w.get("/", &[("x-key", client)], NOW + 4 * S).0),
+            429
+        );
+        // Two hours on, every debt under any layout is repaid.
+        assert_eq!(limited(&mut w, NOW + 2 * 3_600 * S), 0);
     }
 
     const PER_KEY: &str = r#"{"slots": 64, "rules": [{"name": "per-key", "match": {"prefix": "/key"},

@@ -88,6 +88,11 @@ impl Limit {
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 
+    /// The longest a debt can last: a full bucket, in nanoseconds.
+    pub fn horizon_ns(&self) -> u64 {
+        self.ns(self.tau())
+    }
+
     /// Whether a stored TAT still holds debt at `now_ns` (a bucket that is
     /// not full).
     pub fn in_debt(&self, tat: u128, now_ns: u64) -> bool {

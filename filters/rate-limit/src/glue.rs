@@ -47,7 +47,13 @@ impl RootContext for Root {
         let Ok(mut metrics) = self.metrics.try_borrow_mut() else {
             return false;
         };
-        match RateLimiter::configure(config, &mut ProxyShared, &mut *metrics, random_seed()) {
+        match RateLimiter::configure(
+            config,
+            &mut ProxyShared,
+            &mut *metrics,
+            random_seed(),
+            proxy::now_nanos(),
+        ) {
             Ok(limiter) => {
                 if limiter.created_slots() > 0 {
                     proxy::log(

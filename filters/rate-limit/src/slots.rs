@@ -12,6 +12,13 @@
 //! Slots are created up front because creation is not atomic in Envoy (a
 //! missing key is written whatever CAS is passed): two workers creating
 //! the same slot at once would lose one update.
+//!
+//! A configuration update that changes a rule's `slots` moves keys to other
+//! slots. So that no key gets a fresh bucket by moving, each rule's layout
+//! (`rate_limit.<r>.layout`) remembers the earlier slot counts for as long
+//! as debt written under them can last; until then a request also reads the
+//! slots its key had under them and takes the largest debt (stricter, never
+//! looser), and writes only its current slot.
 
 use crate::gcra::{rescale, Limit, Verdict};
 use crate::key::Seed;
@@ -35,6 +42,9 @@ pub struct Placement {
     pub slot: u32,
     /// Tells keys sharing a slot apart (for the collision metric only).
     pub fingerprint: u32,
+    /// The hash bits that pick the slot, to find it in a table of another
+    /// size ([`Placement::slot_in`]).
+    low: u32,
 }
 
 impl Placement {
@@ -46,8 +56,143 @@ impl Placement {
         Placement {
             slot: u32::try_from(slot).unwrap_or(0),
             fingerprint: u32::try_from(hash >> 32).unwrap_or(0),
+            low: u32::try_from(low).unwrap_or(0),
         }
     }
+
+    /// The key's slot in a table of `slots` slots (an earlier layout).
+    pub fn slot_in(&self, slots: u32) -> u32 {
+        let slot = (u64::from(self.low) * u64::from(slots)) >> 32;
+        u32::try_from(slot).unwrap_or(0)
+    }
+}
+
+/// An earlier slot count of a rule, still read until `until_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Previous {
+    pub slots: u32,
+    pub until_ns: u64,
+}
+
+/// How long after a layout change workers may still run the old
+/// configuration (Envoy hands a new one to every worker within
+/// milliseconds; this is a wide margin) and add debt under it.
+pub const LAYOUT_GRACE_NS: u64 = 60 * 1_000_000_000;
+/// Earlier layouts remembered per rule (bounded value size).
+const MAX_PREVIOUS: usize = 4;
+/// Layout value: slots (4), horizon (8), then `MAX_PREVIOUS` × (slots 4,
+/// until 8); slots 0 marks an empty entry.
+const LAYOUT_LEN: usize = 12 + MAX_PREVIOUS * 12;
+
+/// A rule's slot count in force, how long its debt can last (the bucket
+/// as time, in ns), and the earlier slot counts still to be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layout {
+    slots: u32,
+    horizon_ns: u64,
+    previous: Vec<Previous>,
+}
+
+fn layout_key(rule: &str) -> String {
+    format!("rate_limit.{rule}.layout")
+}
+
+fn encode_layout(l: &Layout) -> [u8; LAYOUT_LEN] {
+    let mut out = [0u8; LAYOUT_LEN];
+    let mut put = |at: usize, bytes: &[u8]| {
+        for (o, b) in out.iter_mut().skip(at).zip(bytes) {
+            *o = *b;
+        }
+    };
+    put(0, &l.slots.to_le_bytes());
+    put(4, &l.horizon_ns.to_le_bytes());
+    for (i, p) in l.previous.iter().take(MAX_PREVIOUS).enumerate() {
+        put(12 + i * 12, &p.slots.to_le_bytes());
+        put(16 + i * 12, &p.until_ns.to_le_bytes());
+    }
+    out
+}
+
+fn decode_layout(bytes: &[u8]) -> Option<Layout> {
+    if bytes.len() != LAYOUT_LEN {
+        return None;
+    }
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let previous = (0..MAX_PREVIOUS)
+        .map(|i| Previous {
+            slots: u32_at(12 + i * 12),
+            until_ns: u64_at(16 + i * 12),
+        })
+        .filter(|p| p.slots != 0)
+        .collect();
+    Some(Layout {
+        slots: u32_at(0),
+        horizon_ns: u64_at(4),
+        previous,
+    })
+}
+
+/// Records the rule's slot count in force and returns the earlier ones a
+/// request must still read. Called at configuration by every VM: the first
+/// to see a changed `slots` (Envoy's main thread) records the old count,
+/// readable until its debt has certainly been repaid (`horizon_ns` of the
+/// old limit, plus [`LAYOUT_GRACE_NS`] for workers still on the old
+/// configuration); the others find it already recorded.
+pub fn update_layout(
+    shared: &mut dyn SharedData,
+    rule: &str,
+    slots: u32,
+    horizon_ns: u64,
+    now_ns: u64,
+) -> Result<Vec<Previous>, String> {
+    let key = layout_key(rule);
+    for _ in 0..MAX_ATTEMPTS {
+        let found = shared.get(&key);
+        let old = found.as_ref().and_then(|(v, _)| decode_layout(v));
+        let mut previous: Vec<Previous> = Vec::new();
+        if let Some(old) = &old {
+            if old.slots != slots && old.slots != 0 {
+                previous.push(Previous {
+                    slots: old.slots,
+                    until_ns: now_ns
+                        .saturating_add(old.horizon_ns)
+                        .saturating_add(LAYOUT_GRACE_NS),
+                });
+            }
+            for p in &old.previous {
+                let live = p.until_ns > now_ns && p.slots != slots;
+                if live && !previous.iter().any(|q| q.slots == p.slots) {
+                    previous.push(*p);
+                }
+            }
+        }
+        previous.truncate(MAX_PREVIOUS);
+        let next = Layout {
+            slots,
+            horizon_ns,
+            previous,
+        };
+        if old.as_ref() == Some(&next) {
+            return Ok(next.previous);
+        }
+        match shared.set(&key, &encode_layout(&next), found.map(|(_, cas)| cas)) {
+            CasOutcome::Written => return Ok(next.previous),
+            CasOutcome::Conflict => continue,
+            CasOutcome::Failed => return Err(format!("cannot write {key} to shared data")),
+        }
+    }
+    Err(format!("cannot update {key} in shared data (conflicts)"))
 }
 
 /// Built by hand: this runs on every request, and `format!` costs more.
@@ -200,6 +345,8 @@ pub enum Take {
 pub struct Table<'a> {
     pub rule: &'a str,
     pub limit: Limit,
+    /// Earlier slot counts whose slots still count ([`update_layout`]).
+    pub previous: &'a [Previous],
 }
 
 impl Table<'_> {
@@ -210,11 +357,27 @@ impl Table<'_> {
         Some((stored, cas))
     }
 
+    /// The largest debt the key left under earlier layouts (0 if none
+    /// applies any more), at the current scale.
+    fn moved_tat(&self, shared: &dyn SharedData, at: Placement, now_ns: u64) -> u128 {
+        self.previous
+            .iter()
+            .filter(|p| now_ns < p.until_ns)
+            .map(|p| at.slot_in(p.slots))
+            .filter(|slot| *slot != at.slot)
+            .filter_map(|slot| self.read(shared, &slot_key(self.rule, slot)))
+            .map(|(s, _)| s.tat)
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn peek(&self, shared: &dyn SharedData, at: Placement, now_ns: u64) -> Peek {
         let stored = self
             .read(shared, &slot_key(self.rule, at.slot))
             .map(|(s, _)| s);
-        let tat = stored.map_or(0, |s| s.tat);
+        let tat = stored
+            .map_or(0, |s| s.tat)
+            .max(self.moved_tat(shared, at, now_ns));
         Peek {
             verdict: self.limit.check(tat, now_ns),
             collision: stored.is_some_and(|s| {
@@ -234,6 +397,7 @@ impl Table<'_> {
         collision: &mut bool,
     ) -> Take {
         let key = slot_key(self.rule, at.slot);
+        let moved = self.moved_tat(&*shared, at, now_ns);
         for attempt in 0..MAX_ATTEMPTS {
             let Some((stored, cas)) = self.read(shared, &key) else {
                 // Only when the table was not created at configuration.
@@ -246,7 +410,7 @@ impl Table<'_> {
                 *collision =
                     stored.fingerprint != at.fingerprint && self.limit.in_debt(stored.tat, now_ns);
             }
-            let verdict = self.limit.check(stored.tat, now_ns);
+            let verdict = self.limit.check(stored.tat.max(moved), now_ns);
             if !verdict.allowed {
                 return Take::Denied(verdict);
             }
@@ -297,6 +461,7 @@ mod tests {
                     let table = Table {
                         rule: "r",
                         limit: self.limit,
+                        previous: &[],
                     };
                     let mut r = 0;
                     if let Take::Allowed(_) =
@@ -358,6 +523,7 @@ mod tests {
         let table = Table {
             rule: "r",
             limit: Limit::new(1, 60, 1),
+            previous: &[],
         };
         let before = shared.entries.len();
         let mut r = 0;
@@ -390,7 +556,11 @@ mod tests {
             other_allowed: 0,
             limit,
         };
-        let table = Table { rule: "r", limit };
+        let table = Table {
+            rule: "r",
+            limit,
+            previous: &[],
+        };
         let (mut mine, mut retries) = (0, 0);
         for _ in 0..200 {
             match table.take(&mut shared, at, NOW, &mut retries, &mut false) {
@@ -416,7 +586,11 @@ mod tests {
             other_allowed: 0,
             limit,
         };
-        let table = Table { rule: "r", limit };
+        let table = Table {
+            rule: "r",
+            limit,
+            previous: &[],
+        };
         let mut retries = 0;
         assert_eq!(
             table.take(&mut shared, at, NOW, &mut retries, &mut false),
@@ -428,7 +602,11 @@ mod tests {
     #[test]
     fn a_colliding_key_shares_the_bucket_and_is_counted() {
         let limit = Limit::new(1, 60, 2);
-        let table = Table { rule: "r", limit };
+        let table = Table {
+            rule: "r",
+            limit,
+            previous: &[],
+        };
         let mut shared = prepared(1);
         let a = Placement::from_hash(1 << 32, 1);
         let b = Placement::from_hash(2 << 32, 1);
@@ -466,6 +644,7 @@ mod tests {
         let old = Table {
             rule: "r",
             limit: Limit::new(1, 60, 1),
+            previous: &[],
         };
         assert!(matches!(
             old.take(&mut shared, at, NOW, &mut r, &mut false),
@@ -476,6 +655,7 @@ mod tests {
         let new = Table {
             rule: "r",
             limit: Limit::new(7, 60, 1),
+            previous: &[],
         };
         assert!(matches!(
             new.take(&mut shared, at, NOW, &mut r, &mut false),
@@ -493,6 +673,7 @@ mod tests {
         let table = Table {
             rule: "r",
             limit: Limit::new(1, 1, 1),
+            previous: &[],
         };
         let at = Placement::from_hash(0, 1);
         let mut r = 0;
@@ -516,5 +697,129 @@ mod tests {
         );
         assert!(prepare_table(&mut Refusing, "x", 1).is_err());
         assert!(load_or_create_seed(&mut Refusing, [0; 16]).is_err());
+    }
+    #[test]
+    fn a_changed_slot_count_is_remembered_until_its_debt_is_repaid() {
+        let mut shared = FakeSharedData::default();
+        let h = 3_600 * 1_000_000_000;
+        assert_eq!(update_layout(&mut shared, "r", 64, h, NOW).unwrap(), vec![]);
+        // Every VM configures the same: nothing new is recorded.
+        assert_eq!(update_layout(&mut shared, "r", 64, h, NOW).unwrap(), vec![]);
+        let moved = update_layout(&mut shared, "r", 1024, 60, NOW + 5).unwrap();
+        let until = NOW + 5 + h + LAYOUT_GRACE_NS;
+        assert_eq!(
+            moved,
+            vec![Previous {
+                slots: 64,
+                until_ns: until
+            }]
+        );
+        // The workers configuring after the main thread get the same.
+        assert_eq!(
+            update_layout(&mut shared, "r", 1024, 60, NOW + 9).unwrap(),
+            moved
+        );
+        // Back to 64: the 1024 layout is now the earlier one (its own,
+        // shorter, horizon), and 64 is current again.
+        let back = update_layout(&mut shared, "r", 64, h, NOW + 10).unwrap();
+        assert_eq!(
+            back,
+            vec![Previous {
+                slots: 1024,
+                until_ns: NOW + 10 + 60 + LAYOUT_GRACE_NS
+            }]
+        );
+        // Once expired, earlier layouts are forgotten.
+        assert_eq!(
+            update_layout(&mut shared, "r", 32, h, until + 1).unwrap(),
+            vec![Previous {
+                slots: 64,
+                until_ns: until + 1 + h + LAYOUT_GRACE_NS
+            }]
+        );
+    }
+
+    /// Keys at their limit under `from` slots stay limited after the rule
+    /// moves to `to` slots, and are free again once their debt is repaid.
+    fn keys_stay_limited_across(from: u32, to: u32) {
+        let mut shared = FakeSharedData::default();
+        let limit = Limit::new(1, 3600, 1);
+        prepare_table(&mut shared, "r", from).unwrap();
+        assert!(
+            update_layout(&mut shared, "r", from, limit.horizon_ns(), NOW)
+                .unwrap()
+                .is_empty()
+        );
+        let old = Table {
+            rule: "r",
+            limit,
+            previous: &[],
+        };
+        let keys: Vec<u64> = (1..=200u64)
+            .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let mut r = 0;
+        for k in &keys {
+            // Each key's one request: keys sharing a slot are refused
+            // already (a collision), the others take the slot's token.
+            old.take(
+                &mut shared,
+                Placement::from_hash(*k, from),
+                NOW,
+                &mut r,
+                &mut false,
+            );
+        }
+        prepare_table(&mut shared, "r", to).unwrap();
+        let previous =
+            update_layout(&mut shared, "r", to, limit.horizon_ns(), NOW + 1_000).unwrap();
+        let new = Table {
+            rule: "r",
+            limit,
+            previous: &previous,
+        };
+        let later = NOW + 60 * 1_000_000_000;
+        for k in &keys {
+            let at = Placement::from_hash(*k, to);
+            assert!(
+                !new.peek(&shared, at, later).verdict.allowed,
+                "{from}->{to}: key {k}"
+            );
+            assert!(
+                matches!(
+                    new.take(&mut shared, at, later, &mut r, &mut false),
+                    Take::Denied(_)
+                ),
+                "{from}->{to}: key {k}"
+            );
+        }
+        // The same move without the layout hands most keys a fresh bucket:
+        // what the layout prevents.
+        let blind = Table {
+            rule: "r",
+            limit,
+            previous: &[],
+        };
+        let fresh = keys
+            .iter()
+            .filter(|k| {
+                blind
+                    .peek(&shared, Placement::from_hash(**k, to), later)
+                    .verdict
+                    .allowed
+            })
+            .count();
+        assert!(fresh > 0, "{from}->{to}: the test moves no key");
+        // An hour later every debt is repaid: one request each again.
+        let hour = NOW + 3_601 * 1_000_000_000;
+        let at = Placement::from_hash(keys[0], to);
+        assert!(new.peek(&shared, at, hour).verdict.allowed);
+    }
+
+    #[test]
+    fn a_client_at_its_limit_stays_limited_when_slots_change() {
+        keys_stay_limited_across(64, 1024);
+        keys_stay_limited_across(1024, 64);
+        keys_stay_limited_across(1000, 999);
     }
 }

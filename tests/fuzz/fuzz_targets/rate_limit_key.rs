@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let config = Config::parse(RATE_LIMIT_CONFIG.as_bytes()).expect("fuzz config parses");
     let mut shared = FakeSharedData::default();
     let mut metrics = FakeMetrics::default();
-    let limiter = RateLimiter::configure(config, &mut shared, &mut metrics, [7; 16])
+    let limiter = RateLimiter::configure(config, &mut shared, &mut metrics, [7; 16], 0)
         .expect("configure on fresh shared data");
     let limiter = Rc::new(limiter);
     let keys = shared.entries.len();
