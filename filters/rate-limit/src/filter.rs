@@ -24,6 +24,9 @@ use std::rc::Rc;
 
 pub const METRIC_CAS_RETRIES: &str = "rate_limit.cas_retries";
 pub const METRIC_SLOT_COLLISIONS: &str = "rate_limit.slot_collisions";
+/// Rejections the proxy refused to send (the request then stays paused
+/// until Envoy's stream timeout or the client's reset ends it).
+pub const METRIC_SEND_FAILED: &str = "rate_limit.send_failed";
 
 /// Outcomes written to [`RateLimitDecision::outcome`].
 pub const OUTCOME_ALLOWED: &str = "allowed";
@@ -122,6 +125,7 @@ impl RateLimiter {
         }
         metrics.increment(METRIC_CAS_RETRIES, 0);
         metrics.increment(METRIC_SLOT_COLLISIONS, 0);
+        metrics.increment(METRIC_SEND_FAILED, 0);
         let needs_identity = rules.iter().any(|r| {
             r.rule
                 .key
@@ -243,7 +247,7 @@ impl RateLimit {
             }
         }
         if let Some(rule) = ambiguous {
-            return self.reject(host, ctx, Reason::AmbiguousKey, rule, None);
+            return self.reject(host, metrics, ctx, Reason::AmbiguousKey, rule, None);
         }
         if applied.is_empty() {
             return Flow::Continue;
@@ -263,7 +267,7 @@ impl RateLimit {
             let refused = |a: &Applied| a.peek.is_some_and(|p| !p.verdict.allowed);
             if let Some(first) = applied
                 .iter()
-                .position(|a| !a.rule.rule.shadow && refused(a))
+                .find(|a| !a.rule.rule.shadow && refused(a))
             {
                 for a in applied.iter().filter(|a| refused(a)) {
                     let metric = if a.rule.rule.shadow {
@@ -273,13 +277,8 @@ impl RateLimit {
                     };
                     metrics.increment(metric, 1);
                 }
-                return match applied.get(first) {
-                    Some(a) => {
-                        let v = a.peek.map(|p| p.verdict);
-                        self.reject(host, ctx, Reason::OverLimit, a.rule, v)
-                    }
-                    None => Flow::Continue,
-                };
+                let v = first.peek.map(|p| p.verdict);
+                return self.reject(host, metrics, ctx, Reason::OverLimit, first.rule, v);
             }
         }
 
@@ -337,7 +336,7 @@ impl RateLimit {
             metrics.increment(METRIC_CAS_RETRIES, i64::from(retries));
         }
         if let Some((reason, a, v)) = refused {
-            return self.reject(host, ctx, reason, a.rule, v);
+            return self.reject(host, metrics, ctx, reason, a.rule, v);
         }
         ctx.rate_limit = Some(RateLimitDecision {
             outcome: match shadow_limited {
@@ -363,9 +362,12 @@ impl RateLimit {
         }
     }
 
+    /// Answers the refusal. If the proxy refuses to send it, the request
+    /// still never goes on: [`Flow::Responded`] keeps it paused.
     fn reject(
         &mut self,
         host: &mut dyn HttpHost,
+        metrics: &mut dyn Metrics,
         ctx: &mut RequestContext,
         reason: Reason,
         rule: &CompiledRule,
@@ -386,7 +388,19 @@ impl RateLimit {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        host.send_response(u32::from(reply.status), &headers, &reply.body);
+        let details = reason.details(name);
+        if let Err(e) =
+            host.send_response(u32::from(reply.status), &details, &headers, &reply.body)
+        {
+            metrics.increment(METRIC_SEND_FAILED, 1);
+            host.log(
+                filter_common::Level::Error,
+                &format!(
+                    "rate_limit: {e}: the {} reply was not sent; the request stays paused",
+                    reply.status
+                ),
+            );
+        }
         ctx.rate_limit = Some(RateLimitDecision {
             outcome: reason.outcome().to_string(),
             rule: Some(name.clone()),
