@@ -25,7 +25,11 @@ pub struct HostError {
 
 impl std::fmt::Display for HostError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} failed with proxy-wasm status {}", self.call, self.status)
+        write!(
+            f,
+            "{} failed with proxy-wasm status {}",
+            self.call, self.status
+        )
     }
 }
 
@@ -122,8 +126,14 @@ mod tests {
 
     #[test]
     fn code_details_keep_to_what_envoy_accepts() {
-        assert_eq!(code_details("jwt_auth_denied", "expired"), "jwt_auth_denied{expired}");
-        assert_eq!(code_details("rate_limited", "Per-Client"), "rate_limited{per-client}");
+        assert_eq!(
+            code_details("jwt_auth_denied", "expired"),
+            "jwt_auth_denied{expired}"
+        );
+        assert_eq!(
+            code_details("rate_limited", "Per-Client"),
+            "rate_limited{per-client}"
+        );
         assert_eq!(code_details("x y", "a b{c}\n"), "x_y{a_b_c__}");
     }
 }

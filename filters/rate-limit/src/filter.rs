@@ -265,10 +265,7 @@ impl RateLimit {
                 a.peek = Some(peek);
             }
             let refused = |a: &Applied| a.peek.is_some_and(|p| !p.verdict.allowed);
-            if let Some(first) = applied
-                .iter()
-                .find(|a| !a.rule.rule.shadow && refused(a))
-            {
+            if let Some(first) = applied.iter().find(|a| !a.rule.rule.shadow && refused(a)) {
                 for a in applied.iter().filter(|a| refused(a)) {
                     let metric = if a.rule.rule.shadow {
                         &a.rule.metric_shadow_limited
@@ -389,8 +386,7 @@ impl RateLimit {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let details = reason.details(name);
-        if let Err(e) =
-            host.send_response(u32::from(reply.status), &details, &headers, &reply.body)
+        if let Err(e) = host.send_response(u32::from(reply.status), &details, &headers, &reply.body)
         {
             metrics.increment(METRIC_SEND_FAILED, 1);
             host.log(
@@ -993,5 +989,61 @@ mod tests {
         // However many keys went by, the victim's bucket is still empty.
         assert_eq!(status(&w.get("/", &[("x-key", "victim")], NOW).0), 429);
         assert!(w.metric("rate_limit.slot_collisions") > 0);
+    }
+
+    /// Each refusal names its reason and rule in Envoy's response code
+    /// details; if the proxy refuses to send it, the request still stops
+    /// (paused, never continued) and the failure is counted.
+    #[test]
+    fn refusals_carry_details_and_a_refused_reply_never_continues() {
+        let cases: [(&str, &[(&str, &str)], u32, &str); 2] = [
+            ("/key", &[("x-api-key", "k")], 429, "rate_limited{per-key}"),
+            (
+                "/key",
+                &[("x-api-key", "a"), ("x-api-key", "b")],
+                400,
+                "rate_limit_denied{ambiguous_key.per-key}",
+            ),
+        ];
+        for (path, headers, want, details) in cases {
+            for send_fails in [false, true] {
+                let mut w = World::new(PER_KEY);
+                // Spend the key's bucket (2 per hour).
+                for _ in 0..2 {
+                    assert_eq!(status(&w.get("/key", &[("x-api-key", "k")], NOW).0), 200);
+                }
+                let mut host = FakeHost::request("GET", path, "example.com", headers);
+                host.now_nanos = NOW;
+                host.faults.send_response = send_fails;
+                let mut ctx = RequestContext::default();
+                let flow = RateLimit::new(Rc::clone(&w.limiter)).on_request_headers(
+                    &mut host,
+                    &mut w.shared,
+                    &mut w.metrics,
+                    &mut ctx,
+                );
+                let case = format!("{details}, send fails: {send_fails}");
+                assert_eq!(flow, Flow::Responded, "{case}");
+                assert_ne!(ctx.rate_limit.unwrap().outcome, OUTCOME_ALLOWED, "{case}");
+                assert_eq!(
+                    w.metric(METRIC_SEND_FAILED),
+                    i64::from(send_fails),
+                    "{case}"
+                );
+                if send_fails {
+                    assert_eq!(host.sent, None, "{case}");
+                    assert!(
+                        host.logs
+                            .borrow()
+                            .iter()
+                            .any(|(_, m)| m.contains("not sent")),
+                        "{case}"
+                    );
+                } else {
+                    assert_eq!(status(&host), want, "{case}");
+                    assert_eq!(host.sent_details.as_deref(), Some(details), "{case}");
+                }
+            }
+        }
     }
 }
