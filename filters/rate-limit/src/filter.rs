@@ -996,7 +996,9 @@ mod tests {
     /// (paused, never continued) and the failure is counted.
     #[test]
     fn refusals_carry_details_and_a_refused_reply_never_continues() {
-        let cases: [(&str, &[(&str, &str)], u32, &str); 2] = [
+        /// (path, headers, status, details)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u32, &'a str);
+        let cases: [Case; 2] = [
             ("/key", &[("x-api-key", "k")], 429, "rate_limited{per-key}"),
             (
                 "/key",

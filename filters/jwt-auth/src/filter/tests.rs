@@ -726,9 +726,17 @@ fn refused_hostcalls_fail_closed() {
         remove_request_header: true,
         send_response: true,
     };
+    /// (case, path, headers, faults, reason, reply sent)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Faults,
+        Reason,
+        bool,
+    );
     #[rustfmt::skip]
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Faults, Reason, bool)> = vec![
-        // (case, path, headers, faults, reason, reply sent)
+    let cases: Vec<Case> = vec![
         ("strip a spoofed identity header", "/public", vec![("x-sub", "root")], remove, Reason::HostError, true),
         ("strip it, then the reply fails too", "/public", vec![("x-sub", "root")], all, Reason::HostError, false),
         ("write a claim header", "/x", vec![("authorization", &token)], set, Reason::HostError, true),
