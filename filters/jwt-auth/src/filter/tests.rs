@@ -809,3 +809,55 @@ fn rejections_name_their_reason_as_response_code_details() {
         Some("jwt_auth_denied{expired}")
     );
 }
+
+/// With no claim headers to write, the writes that fail are the ones that
+/// take the token out: the path without its query token, the cookie header
+/// without the token's cookie (or without the cookie header at all).
+#[test]
+fn a_refused_token_strip_is_a_500() {
+    let rsa = Key::get(KeyName::RsaA);
+    let t = rsa.token(Alg::RS256, &claims(json!({})));
+    let no_claims = json!({"claim_to_headers": [], "forward_payload_header": null});
+    let mut cookies = no_claims.clone();
+    cookies["from_cookies"] = json!(["session"]);
+    let query = format!("/x?a=1&access_token={t}");
+    let only = format!("session={t}");
+    let more = format!("theme=dark; session={t}");
+    let set = Faults {
+        set_request_header: true,
+        ..Faults::default()
+    };
+    let remove = Faults {
+        remove_request_header: true,
+        ..Faults::default()
+    };
+    #[rustfmt::skip]
+    let cases = [
+        ("query token", &no_claims, query.as_str(), None, set),
+        ("the only cookie", &cookies, "/x", Some(only.as_str()), remove),
+        ("one cookie of two", &cookies, "/x", Some(more.as_str()), set),
+    ];
+    for (case, provider, path, cookie, faults) in cases {
+        let mut a = JwtAuth::new(Rc::new(local_config(provider.clone(), default_rules())));
+        let mut m = FakeMetrics::default();
+        // Without the fault the token is stripped and the request goes on.
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+        let r = run(&mut a, request("GET", path, &headers), &mut m);
+        assert_eq!(r.check, Check::Continue, "{case}");
+        assert!(
+            r.host
+                .request_headers
+                .iter()
+                .all(|(_, v)| !String::from_utf8_lossy(v).contains(&t)),
+            "{case}: token left in {:?}",
+            r.host.request_headers
+        );
+        let mut host = request("GET", path, &headers);
+        host.faults = faults;
+        let r = run(&mut a, host, &mut m);
+        assert_eq!(r.check, Check::Responded(Reason::HostError), "{case}");
+        assert_eq!(r.status(), Some(500), "{case}");
+        assert_eq!(r.ctx.identity, None, "{case}");
+        assert_eq!(m.values["jwt_auth.denied.host_error"], 1, "{case}");
+    }
+}
