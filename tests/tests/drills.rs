@@ -40,7 +40,7 @@ where
 }
 
 async fn stat(envoy: &Envoy, name: &str) -> i64 {
-    envoy.stats().await.map(|s| s.custom(name)).unwrap_or(0)
+    envoy.stats().await.expect("Envoy stats").custom(name)
 }
 
 fn assert_clean_log(envoy: &Envoy) {

@@ -28,6 +28,21 @@ pub const METRIC_RETRIED: &str = "audit_log.retried";
 pub const METRIC_SAMPLED_OUT: &str = "audit_log.sampled_out";
 pub const METRIC_QUEUE_BYTES: &str = "audit_log.queue_bytes";
 
+/// Defines every metric this filter writes, so each shows in Envoy's stats
+/// at 0 from the start (call from `on_configure`, in every VM).
+pub fn define_metrics(metrics: &mut dyn Metrics) {
+    for name in [
+        METRIC_EMITTED,
+        METRIC_SENT,
+        METRIC_DROPPED,
+        METRIC_RETRIED,
+        METRIC_SAMPLED_OUT,
+    ] {
+        metrics.increment(name, 0);
+    }
+    metrics.gauge(METRIC_QUEUE_BYTES, 0);
+}
+
 /// Longest tick: backoff and flush intervals are honoured to this
 /// granularity.
 const MAX_TICK_MS: u64 = 100;

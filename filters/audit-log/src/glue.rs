@@ -2,7 +2,7 @@
 //! [`AuditHttp`] (one per request) are the pieces the `chain` module reuses;
 //! the standalone plugin below is built from exactly these.
 
-use crate::filter::{fill_from_filter_state, AuditLog, RequestAudit};
+use crate::filter::{define_metrics, fill_from_filter_state, AuditLog, RequestAudit};
 use crate::hash_chain::hex;
 use crate::queue::Dispatch;
 use crate::{Config, FILTER_NAME};
@@ -68,10 +68,13 @@ impl AuditRoot {
     /// Creates the worker's audit log with a fresh producer id:
     /// `<node.id>/<16 hex digits from WASI random_get>` (the host time if
     /// random_get fails). Call once per `on_configure`.
+    /// Also defines the filter's metrics, so they show at 0.
     pub fn new(config: Rc<Config>) -> Self {
+        let mut metrics = WorkerMetrics::default();
+        define_metrics(&mut metrics);
         AuditRoot {
             log: Rc::new(RefCell::new(AuditLog::new(config, producer_id()))),
-            metrics: Rc::new(RefCell::new(WorkerMetrics::default())),
+            metrics: Rc::new(RefCell::new(metrics)),
         }
     }
 

@@ -5,6 +5,7 @@
 //! asked), and audit-log writes the event at stream end. Decisions pass from
 //! one to the next in memory ([`RequestContext`]), not through filter state.
 
+use crate::internal_error::{define_metrics, internal_error};
 use crate::{Config, FILTER_NAME};
 use audit_log::glue::{AuditHttp, AuditRoot};
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
@@ -46,6 +47,7 @@ impl Root {
     }
 
     fn configure(&mut self, config: Config) -> Result<(), String> {
+        define_metrics(&mut ProxyMetrics::default());
         self.audit = config
             .audit_log
             .map(|c| Rc::new(RefCell::new(AuditRoot::new(Rc::new(c)))));
@@ -180,13 +182,16 @@ impl Stream {
         }
     }
 
-    /// The steps after jwt-auth.
+    /// The steps after jwt-auth. An internal error answers 500: rate
+    /// limiting is never skipped.
     fn after_jwt(&mut self, host: &mut dyn HttpHost) -> Flow {
         let Some((rate_limit, metrics)) = &mut self.rate_limit else {
             return Flow::Continue;
         };
         let Ok(mut metrics) = metrics.try_borrow_mut() else {
-            return Flow::Continue;
+            // A fresh handle: the busy one is what failed.
+            let mut fresh = ProxyMetrics::default();
+            return internal_error(host, &mut fresh, &mut self.ctx, "metrics_busy");
         };
         rate_limit.on_request_headers(host, &mut ProxyShared, &mut *metrics, &mut self.ctx)
     }

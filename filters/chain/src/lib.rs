@@ -4,6 +4,7 @@
 pub mod config;
 #[cfg(target_os = "wasi")]
 pub mod glue;
+pub mod internal_error;
 
 pub use config::Config;
 

@@ -8,6 +8,7 @@
 //! then (u32 key length, u32 value length) pairs, then each key and value
 //! followed by NUL, all little-endian.
 
+use crate::host::HostError;
 use crate::map_codec::{decode_map, encode_map};
 use std::ptr::{null, null_mut};
 
@@ -101,7 +102,16 @@ pub fn get_headers(map: Map) -> Vec<(String, Vec<u8>)> {
     decode_map(&take(data, size)).unwrap_or_default()
 }
 
-pub fn replace_header(map: Map, key: &str, value: &[u8]) -> bool {
+/// The host's status as a result.
+fn checked(call: &'static str, status: u32) -> Result<(), HostError> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(HostError { call, status })
+    }
+}
+
+pub fn replace_header(map: Map, key: &str, value: &[u8]) -> Result<(), HostError> {
     // SAFETY: the host only reads the given ranges.
     let status = unsafe {
         proxy_replace_header_map_value(
@@ -112,12 +122,13 @@ pub fn replace_header(map: Map, key: &str, value: &[u8]) -> bool {
             value.len(),
         )
     };
-    status == OK
+    checked("replace_header_map_value", status)
 }
 
-pub fn remove_header(map: Map, key: &str) -> bool {
+pub fn remove_header(map: Map, key: &str) -> Result<(), HostError> {
     // SAFETY: the host only reads the given range.
-    unsafe { proxy_remove_header_map_value(map as u32, key.as_ptr(), key.len()) == OK }
+    let status = unsafe { proxy_remove_header_map_value(map as u32, key.as_ptr(), key.len()) };
+    checked("remove_header_map_value", status)
 }
 
 pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
@@ -142,7 +153,7 @@ pub fn send_local_response(
     details: &str,
     headers: &[(&str, &[u8])],
     body: &[u8],
-) -> bool {
+) -> Result<(), HostError> {
     let headers = encode_map(headers);
     // SAFETY: the host only reads the given ranges.
     let rc = unsafe {
@@ -161,7 +172,7 @@ pub fn send_local_response(
             -1,
         )
     };
-    rc == OK
+    checked("send_local_response", rc)
 }
 
 /// Resumes the current (effective) HTTP stream's request.

@@ -23,6 +23,9 @@ pub enum Flow {
     Continue,
     /// Hold the request until the filter resumes it (keys not yet fetched).
     Pause,
-    /// A local response was sent; stop here.
+    /// A local response was sent, or the proxy refused to send it: stop
+    /// here and keep the request paused either way (without a response
+    /// Envoy ends it by its stream timeout or the client's reset; it never
+    /// reaches the upstream).
     Responded,
 }

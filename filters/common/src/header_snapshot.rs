@@ -10,7 +10,7 @@
 //! and are mirrored here, so later readers see what the upstream will see.
 //! The host clock is read once too: one callback is one instant.
 
-use crate::host::{HttpHost, Level};
+use crate::host::{HostError, HttpHost, Level};
 use std::cell::RefCell;
 
 type Headers = Vec<(String, Vec<u8>)>;
@@ -60,8 +60,9 @@ impl<H: HttpHost> HttpHost for HeaderSnapshot<H> {
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         self.with(Clone::clone)
     }
-    fn set_request_header(&mut self, name: &str, value: &[u8]) {
-        self.inner.set_request_header(name, value);
+    fn set_request_header(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        // A failed write is not mirrored: the snapshot shows what the host has.
+        self.inner.set_request_header(name, value)?;
         self.mirror(|h| {
             match h.iter().position(|(k, _)| k.eq_ignore_ascii_case(name)) {
                 Some(at) => {
@@ -81,10 +82,12 @@ impl<H: HttpHost> HttpHost for HeaderSnapshot<H> {
                 None => h.push((name.to_ascii_lowercase(), value.to_vec())),
             }
         });
+        Ok(())
     }
-    fn remove_request_header(&mut self, name: &str) {
-        self.inner.remove_request_header(name);
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        self.inner.remove_request_header(name)?;
         self.mirror(|h| h.retain(|(k, _)| !k.eq_ignore_ascii_case(name)));
+        Ok(())
     }
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {
         self.inner.response_header(name)
@@ -98,8 +101,14 @@ impl<H: HttpHost> HttpHost for HeaderSnapshot<H> {
     fn set_property(&mut self, path: &[&str], value: &[u8]) {
         self.inner.set_property(path, value);
     }
-    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-        self.inner.send_response(status, headers, body);
+    fn send_response(
+        &mut self,
+        status: u32,
+        details: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        self.inner.send_response(status, details, headers, body)
     }
     fn now_nanos(&self) -> u64 {
         match self.now.get() {
@@ -149,9 +158,9 @@ mod tests {
     fn writes_reach_the_host_and_the_snapshot() {
         let mut s = snapshot();
         let _ = s.request_header(":path");
-        s.set_request_header("x-a", b"9");
-        s.set_request_header("x-new", b"n");
-        s.remove_request_header("x-b");
+        s.set_request_header("x-a", b"9").unwrap();
+        s.set_request_header("x-new", b"n").unwrap();
+        s.remove_request_header("x-b").unwrap();
         // Same headers (the order of a replaced one may differ, as in Envoy).
         let sorted = |mut v: Vec<(String, Vec<u8>)>| {
             v.sort();
@@ -170,8 +179,22 @@ mod tests {
     #[test]
     fn writes_before_the_first_read_are_seen() {
         let mut s = snapshot();
-        s.remove_request_header("x-a");
+        s.remove_request_header("x-a").unwrap();
         assert_eq!(s.request_header("x-a"), None);
         assert_eq!(s.request_header("x-b"), Some(b"3".to_vec()));
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_not_mirrored() {
+        let mut s = snapshot();
+        let _ = s.request_header(":path");
+        s.inner.host.faults.remove_request_header = true;
+        s.inner.host.faults.set_request_header = true;
+        assert!(s.remove_request_header("x-a").is_err());
+        assert!(s.set_request_header("x-b", b"9").is_err());
+        // Both still show what the host (which refused) holds.
+        assert_eq!(s.request_header("x-a"), Some(b"1".to_vec()));
+        assert_eq!(s.request_header("x-b"), Some(b"3".to_vec()));
+        assert_eq!(s.inner.host.request_header("x-a"), Some(b"1".to_vec()));
     }
 }

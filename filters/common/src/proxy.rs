@@ -6,7 +6,7 @@
 //! statuses; any of these would trap the worker's VM.
 
 use crate::abi::{self, Map};
-use crate::host::{CasOutcome, HttpHost, Level, Metrics, SharedData};
+use crate::host::{CasOutcome, HostError, HttpHost, Level, Metrics, SharedData};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MetricType, Status};
 use std::collections::HashMap;
@@ -23,17 +23,18 @@ impl HttpHost for ProxyHttp {
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         abi::get_headers(Map::RequestHeaders)
     }
-    fn set_request_header(&mut self, name: &str, value: &[u8]) {
-        abi::replace_header(Map::RequestHeaders, name, value);
+    fn set_request_header(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        abi::replace_header(Map::RequestHeaders, name, value)
     }
-    fn remove_request_header(&mut self, name: &str) {
-        abi::remove_header(Map::RequestHeaders, name);
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        abi::remove_header(Map::RequestHeaders, name)
     }
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {
         abi::get_header(Map::ResponseHeaders, name)
     }
     fn set_response_header(&mut self, name: &str, value: &[u8]) {
-        abi::replace_header(Map::ResponseHeaders, name, value);
+        // Informational headers (rate-limit state): nothing to fail closed on.
+        let _ = abi::replace_header(Map::ResponseHeaders, name, value);
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         property(path)
@@ -41,9 +42,15 @@ impl HttpHost for ProxyHttp {
     fn set_property(&mut self, path: &[&str], value: &[u8]) {
         abi::set_property(path, value);
     }
-    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    fn send_response(
+        &mut self,
+        status: u32,
+        details: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
         let headers: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        abi::send_local_response(status, "", &headers, body);
+        abi::send_local_response(status, details, &headers, body)
     }
     fn now_nanos(&self) -> u64 {
         now_nanos()

@@ -1,11 +1,23 @@
 //! In-memory hosts for unit tests of the filter cores.
 
-use crate::host::{CasOutcome, HttpHost, Level, Metrics, SharedData};
+use crate::host::{CasOutcome, HostError, HttpHost, Level, Metrics, SharedData};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 /// A local response: `(status, headers, body)`.
 pub type Sent = (u32, Vec<(String, String)>, Vec<u8>);
+
+/// Hostcalls a [`FakeHost`] refuses, as Envoy may (e.g. a header map that
+/// is gone), so unit tests can prove a filter fails closed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Faults {
+    pub set_request_header: bool,
+    pub remove_request_header: bool,
+    pub send_response: bool,
+}
+
+/// The status a refused fake hostcall returns (proxy-wasm `InternalFailure`).
+pub const FAULT_STATUS: u32 = 10;
 
 /// A request as a list of headers and properties, recording what the
 /// filter did to it.
@@ -14,8 +26,12 @@ pub struct FakeHost {
     pub request_headers: Vec<(String, Vec<u8>)>,
     pub response_headers: Vec<(String, Vec<u8>)>,
     pub properties: BTreeMap<String, Vec<u8>>,
-    /// `(status, headers, body)` once `send_response` was called.
+    /// `(status, headers, body)` once `send_response` succeeded.
     pub sent: Option<Sent>,
+    /// The response code details of that response.
+    pub sent_details: Option<String>,
+    /// Calls to refuse.
+    pub faults: Faults,
     pub now_nanos: u64,
     pub logs: RefCell<Vec<(Level, String)>>,
 }
@@ -53,13 +69,21 @@ impl HttpHost for FakeHost {
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         self.request_headers.clone()
     }
-    fn set_request_header(&mut self, name: &str, value: &[u8]) {
-        self.remove_request_header(name);
+    fn set_request_header(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        if self.faults.set_request_header {
+            return Err(fault("set_request_header"));
+        }
+        self.request_headers.retain(|(k, _)| k != name);
         self.request_headers
             .push((name.to_string(), value.to_vec()));
+        Ok(())
     }
-    fn remove_request_header(&mut self, name: &str) {
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        if self.faults.remove_request_header {
+            return Err(fault("remove_request_header"));
+        }
         self.request_headers.retain(|(k, _)| k != name);
+        Ok(())
     }
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {
         self.response_headers
@@ -78,18 +102,36 @@ impl HttpHost for FakeHost {
     fn set_property(&mut self, path: &[&str], value: &[u8]) {
         self.properties.insert(path.join("."), value.to_vec());
     }
-    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    fn send_response(
+        &mut self,
+        status: u32,
+        details: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        if self.faults.send_response {
+            return Err(fault("send_response"));
+        }
         let headers = headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         self.sent = Some((status, headers, body.to_vec()));
+        self.sent_details = Some(details.to_string());
+        Ok(())
     }
     fn now_nanos(&self) -> u64 {
         self.now_nanos
     }
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
+    }
+}
+
+fn fault(call: &'static str) -> HostError {
+    HostError {
+        call,
+        status: FAULT_STATUS,
     }
 }
 
@@ -120,11 +162,11 @@ impl HttpHost for CountingHost {
         self.all.set(self.all.get() + 1);
         self.host.request_headers()
     }
-    fn set_request_header(&mut self, name: &str, value: &[u8]) {
-        self.host.set_request_header(name, value);
+    fn set_request_header(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.host.set_request_header(name, value)
     }
-    fn remove_request_header(&mut self, name: &str) {
-        self.host.remove_request_header(name);
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        self.host.remove_request_header(name)
     }
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {
         self.host.response_header(name)
@@ -138,8 +180,14 @@ impl HttpHost for CountingHost {
     fn set_property(&mut self, path: &[&str], value: &[u8]) {
         self.host.set_property(path, value);
     }
-    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-        self.host.send_response(status, headers, body);
+    fn send_response(
+        &mut self,
+        status: u32,
+        details: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        self.host.send_response(status, details, headers, body)
     }
     fn now_nanos(&self) -> u64 {
         self.host.now_nanos()

@@ -10,11 +10,11 @@ use crate::jws::{payload_b64, Jws};
 use crate::key_store::KeyStore;
 use crate::requirements::{Outcome, ProviderOutcome};
 use crate::response::Rejection;
-use crate::status::Reason;
+use crate::status::{Reason, METRIC_SEND_FAILED};
 use crate::token_cache::{cache_key, TokenCache};
 use crate::verifier::{self, SignatureBackend, VerifiedBy};
 use filter_common::identity::{Identity, JwtDecision, IDENTITY_KEY, JWT_DECISION_KEY};
-use filter_common::{timed, HttpHost, Metrics, RequestContext, RequestInfo};
+use filter_common::{timed, HostError, HttpHost, Level, Metrics, RequestContext, RequestInfo};
 use serde_json::{Map, Value};
 use std::rc::Rc;
 
@@ -37,7 +37,10 @@ pub enum Mode {
 pub enum Check {
     /// Go on to the next filter (`ctx.identity` set if a token verified).
     Continue,
-    /// A rejection was sent.
+    /// A rejection was sent, or the proxy refused to send it (counted in
+    /// `jwt_auth.send_failed`). Either way the request must stay paused:
+    /// without a response Envoy ends it by its stream timeout or the
+    /// client's reset, and it never reaches the upstream.
     Responded(Reason),
     /// Hold the request until keys change or until `deadline` (host clock,
     /// nanoseconds), then check again.
@@ -88,7 +91,9 @@ impl JwtAuth {
         let mut headers = host.request_headers();
         for h in &config.owned_headers {
             if headers.iter().any(|(k, _)| k == h) {
-                host.remove_request_header(h);
+                if let Err(e) = host.remove_request_header(h) {
+                    return self.host_error(host, ctx, e, metrics);
+                }
                 headers.retain(|(k, _)| k != h);
             }
         }
@@ -172,7 +177,9 @@ impl JwtAuth {
         }
         for v in &verified {
             if let Some(p) = config.providers.get(v.provider) {
-                forward(p, v, host, ctx);
+                if let Err(e) = forward(p, v, host, ctx) {
+                    return self.host_error(host, ctx, e, metrics);
+                }
             }
         }
         let identity = match verified.first() {
@@ -212,6 +219,19 @@ impl JwtAuth {
         Check::Continue
     }
 
+    /// The proxy refused a header change this filter relies on (a forged
+    /// identity header may still be there): 500, never continue.
+    fn host_error(
+        &mut self,
+        host: &mut dyn HttpHost,
+        ctx: &mut RequestContext,
+        err: HostError,
+        metrics: &mut dyn Metrics,
+    ) -> Check {
+        host.log(Level::Error, &format!("jwt_auth: {err}: answering 500"));
+        self.deny(host, ctx, Reason::HostError, metrics)
+    }
+
     /// Rejects the request with `reason` (also used by the glue, e.g. when
     /// too many requests wait for keys).
     pub fn deny(
@@ -225,7 +245,7 @@ impl JwtAuth {
         metrics.increment(&reason.metric(), 1);
         ctx.identity = None;
         ctx.jwt = Some(JwtDecision {
-            outcome: if rejection.status == 503 {
+            outcome: if rejection.status >= 500 {
                 "error"
             } else {
                 "denied"
@@ -234,7 +254,16 @@ impl JwtAuth {
             reason: reason.label().to_string(),
             status: Some(rejection.status),
         });
-        rejection.send(host);
+        if let Err(e) = rejection.send(host) {
+            metrics.increment(METRIC_SEND_FAILED, 1);
+            host.log(
+                Level::Error,
+                &format!(
+                    "jwt_auth: {e}: the {} reply was not sent; the request stays paused",
+                    rejection.status
+                ),
+            );
+        }
         Check::Responded(reason)
     }
 
@@ -451,25 +480,32 @@ fn header_value(v: &Value) -> Option<String> {
     (!s.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f)).then_some(s)
 }
 
-fn forward(p: &Provider, v: &Verified, host: &mut dyn HttpHost, ctx: &mut RequestContext) {
+/// Writes the claim headers and strips the token (unless `forward`). Any
+/// refused write is returned: the caller must not let the request go on.
+fn forward(
+    p: &Provider,
+    v: &Verified,
+    host: &mut dyn HttpHost,
+    ctx: &mut RequestContext,
+) -> Result<(), HostError> {
     for (header, claim) in &p.claim_to_headers {
         if let Some(val) = crate::authorization::lookup(&v.payload, claim).and_then(header_value) {
-            host.set_request_header(header, val.as_bytes());
+            host.set_request_header(header, val.as_bytes())?;
         }
     }
     if let (Some(header), Some(b64)) = (&p.forward_payload_header, payload_b64(&v.token)) {
-        host.set_request_header(header, b64);
+        host.set_request_header(header, b64)?;
     }
     if p.forward {
-        return;
+        return Ok(());
     }
     for location in &v.locations {
         match location {
-            Location::Header { name, .. } => host.remove_request_header(name),
+            Location::Header { name, .. } => host.remove_request_header(name)?,
             Location::Param(name) => {
                 if let Some(q) = ctx.request.query.clone() {
                     let path = remove_param(&ctx.request.path, &q, name);
-                    host.set_request_header(":path", path.as_bytes());
+                    host.set_request_header(":path", path.as_bytes())?;
                     ctx.request.query = path.split_once('?').map(|(_, q)| q.to_string());
                 }
             }
@@ -477,11 +513,33 @@ fn forward(p: &Provider, v: &Verified, host: &mut dyn HttpHost, ctx: &mut Reques
             // here, the session's other cookies go on.
             Location::Cookie(name) => {
                 match crate::extractor::without_cookie(&host.request_headers(), name) {
-                    Some(rest) => host.set_request_header("cookie", &rest),
-                    None => host.remove_request_header("cookie"),
+                    Some(rest) => host.set_request_header("cookie", &rest)?,
+                    None => host.remove_request_header("cookie")?,
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Defines every counter this filter increments, so each shows in Envoy's
+/// stats at 0 from the start (call from `on_configure`, in every VM).
+pub fn define_metrics(metrics: &mut dyn Metrics) {
+    for name in [
+        "jwt_auth.allowed",
+        "jwt_auth.unauthenticated",
+        "jwt_auth.cache.hit",
+        "jwt_auth.cache.miss",
+        "jwt_auth.verify.host",
+        "jwt_auth.verify.pure",
+        "jwt_auth.jwks.fetch_ok",
+        "jwt_auth.jwks.fetch_failed",
+        METRIC_SEND_FAILED,
+    ] {
+        metrics.increment(name, 0);
+    }
+    for reason in Reason::ALL {
+        metrics.increment(&reason.metric(), 0);
     }
 }
 

@@ -15,7 +15,7 @@
 //!
 //! [`register`] builds the standalone filter from exactly these pieces.
 
-use crate::filter::{publish, Check, JwtAuth, Mode};
+use crate::filter::{define_metrics, publish, Check, JwtAuth, Mode};
 use crate::host_crypto::{CallError, HostCrypto, FUNCTION};
 use crate::key_set::MAX_JWKS_BYTES;
 use crate::key_store::HttpDispatch;
@@ -107,12 +107,15 @@ pub struct JwtRoot {
 }
 
 impl JwtRoot {
+    /// Also defines the filter's counters, so they show at 0.
     pub fn new(root_id: u32, config: Rc<Config>) -> Self {
+        let mut metrics = ProxyMetrics::default();
+        define_metrics(&mut metrics);
         JwtRoot {
             root_id,
             worker: Rc::new(RefCell::new(Worker {
                 auth: JwtAuth::new(config),
-                metrics: ProxyMetrics::default(),
+                metrics,
                 host_crypto: Cell::new(true),
                 parked: Vec::new(),
             })),
@@ -431,7 +434,8 @@ impl Context for Closed {}
 impl HttpContext for Closed {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let r = crate::response::Rejection::new(Reason::KeysUnavailable, "portcullis");
-        r.send(&mut ProxyHttp);
+        // Sent or not, the request stays paused.
+        let _ = r.send(&mut ProxyHttp);
         Action::Pause
     }
 }

@@ -1,9 +1,11 @@
 //! The local responses: 401 and 403 with an RFC 6750 `WWW-Authenticate`
-//! challenge, 503 when keys are unavailable, each with a small JSON body
-//! naming the reason. Nothing from the request is echoed.
+//! challenge, 503 when keys are unavailable, 500 when the proxy refused a
+//! header change, each with a small JSON body naming the reason and the
+//! reason as Envoy's response code details. Nothing from the request is
+//! echoed.
 
 use crate::status::Reason;
-use filter_common::HttpHost;
+use filter_common::{HostError, HttpHost};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -17,7 +19,7 @@ impl Rejection {
     pub fn new(reason: Reason, realm: &str) -> Self {
         let mut headers = vec![("content-type", "application/json".to_string())];
         let status = reason.status();
-        if status != 503 {
+        if status < 500 {
             let mut challenge = format!("Bearer realm=\"{realm}\"");
             if let Some(err) = reason.bearer_error() {
                 challenge.push_str(&format!(
@@ -29,7 +31,11 @@ impl Rejection {
         }
         let body = serde_json::json!({
             "status": status,
-            "error": reason.bearer_error().unwrap_or(if status == 503 { "unavailable" } else { "unauthorized" }),
+            "error": reason.bearer_error().unwrap_or(match status {
+                500 => "internal_error",
+                503 => "unavailable",
+                _ => "unauthorized",
+            }),
             "reason": reason.label(),
             "message": reason.description(),
         })
@@ -42,10 +48,16 @@ impl Rejection {
         }
     }
 
-    pub fn send(&self, host: &mut dyn HttpHost) {
+    /// On error nothing was sent: keep the request paused.
+    pub fn send(&self, host: &mut dyn HttpHost) -> Result<(), HostError> {
         let headers: Vec<(&str, &str)> =
             self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        host.send_response(self.status, &headers, self.body.as_bytes());
+        host.send_response(
+            self.status,
+            &self.reason.details(),
+            &headers,
+            self.body.as_bytes(),
+        )
     }
 }
 
@@ -84,5 +96,11 @@ mod tests {
         assert_eq!(r.status, 503);
         assert_eq!(challenge(&r), None);
         assert!(r.body.contains("keys_unavailable"));
+        let r = Rejection::new(Reason::HostError, "api");
+        assert_eq!(r.status, 500);
+        assert_eq!(challenge(&r), None);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "internal_error");
+        assert_eq!(body["reason"], "host_error");
     }
 }

@@ -47,10 +47,17 @@ pub enum Reason {
     KeysUnavailable,
     /// Too many requests are already waiting for keys on this worker.
     Overloaded,
+    /// The proxy refused to strip a client-sent identity header or token,
+    /// or to write an identity header: the request cannot go on safely.
+    HostError,
 }
 
+/// Counts rejections the proxy refused to send (the request then stays
+/// paused until Envoy's stream timeout or the client's reset ends it).
+pub const METRIC_SEND_FAILED: &str = "jwt_auth.send_failed";
+
 impl Reason {
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::TokenMissing,
         Reason::Malformed,
         Reason::TooManyTokens,
@@ -72,6 +79,7 @@ impl Reason {
         Reason::PeerNotAllowed,
         Reason::KeysUnavailable,
         Reason::Overloaded,
+        Reason::HostError,
     ];
 
     /// The label used in metrics, response bodies and audit events.
@@ -98,6 +106,7 @@ impl Reason {
             Reason::PeerNotAllowed => "peer_not_allowed",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::Overloaded => "overloaded",
+            Reason::HostError => "host_error",
         }
     }
 
@@ -125,6 +134,7 @@ impl Reason {
             Reason::PeerNotAllowed => "Peer identity is not allowed",
             Reason::KeysUnavailable => "Verification keys are not available",
             Reason::Overloaded => "Too many requests are waiting for keys",
+            Reason::HostError => "The proxy refused a request header change",
         }
     }
 
@@ -134,6 +144,7 @@ impl Reason {
             Reason::AudienceMismatch => 403,
             Reason::InsufficientScope | Reason::PeerNotAllowed => 403,
             Reason::KeysUnavailable | Reason::Overloaded => 503,
+            Reason::HostError => 500,
             _ => 401,
         }
     }
@@ -141,7 +152,10 @@ impl Reason {
     /// The RFC 6750 `error` code, if the response carries one.
     pub fn bearer_error(self) -> Option<&'static str> {
         match self {
-            Reason::TokenMissing | Reason::KeysUnavailable | Reason::Overloaded => None,
+            Reason::TokenMissing
+            | Reason::KeysUnavailable
+            | Reason::Overloaded
+            | Reason::HostError => None,
             Reason::InsufficientScope | Reason::PeerNotAllowed => Some("insufficient_scope"),
             _ => Some("invalid_token"),
         }
@@ -150,6 +164,16 @@ impl Reason {
     /// `jwt_auth.denied.<label>`.
     pub fn metric(self) -> String {
         format!("jwt_auth.denied.{}", self.label())
+    }
+
+    /// Envoy's response code details: `jwt_auth_denied{<label>}`, or
+    /// `jwt_auth_internal_error{<label>}` when the proxy failed us.
+    pub fn details(self) -> String {
+        let what = match self {
+            Reason::HostError => "jwt_auth_internal_error",
+            _ => "jwt_auth_denied",
+        };
+        filter_common::code_details(what, self.label())
     }
 }
 
@@ -184,5 +208,19 @@ mod tests {
             Some("invalid_token")
         );
         assert_eq!(Reason::KeysUnavailable.status(), 503);
+        assert_eq!(Reason::HostError.status(), 500);
+        assert_eq!(Reason::HostError.bearer_error(), None);
+    }
+
+    #[test]
+    fn details_name_the_reason_in_envoys_style() {
+        assert_eq!(Reason::Expired.details(), "jwt_auth_denied{expired}");
+        assert_eq!(
+            Reason::HostError.details(),
+            "jwt_auth_internal_error{host_error}"
+        );
+        for r in Reason::ALL {
+            assert!(r.details().contains(&format!("{{{}}}", r.label())));
+        }
     }
 }

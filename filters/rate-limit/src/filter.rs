@@ -24,6 +24,9 @@ use std::rc::Rc;
 
 pub const METRIC_CAS_RETRIES: &str = "rate_limit.cas_retries";
 pub const METRIC_SLOT_COLLISIONS: &str = "rate_limit.slot_collisions";
+/// Rejections the proxy refused to send (the request then stays paused
+/// until Envoy's stream timeout or the client's reset ends it).
+pub const METRIC_SEND_FAILED: &str = "rate_limit.send_failed";
 
 /// Outcomes written to [`RateLimitDecision::outcome`].
 pub const OUTCOME_ALLOWED: &str = "allowed";
@@ -128,6 +131,7 @@ impl RateLimiter {
         }
         metrics.increment(METRIC_CAS_RETRIES, 0);
         metrics.increment(METRIC_SLOT_COLLISIONS, 0);
+        metrics.increment(METRIC_SEND_FAILED, 0);
         let needs_identity = rules.iter().any(|r| {
             r.rule
                 .key
@@ -250,7 +254,7 @@ impl RateLimit {
             }
         }
         if let Some(rule) = ambiguous {
-            return self.reject(host, ctx, Reason::AmbiguousKey, rule, None);
+            return self.reject(host, metrics, ctx, Reason::AmbiguousKey, rule, None);
         }
         if applied.is_empty() {
             return Flow::Continue;
@@ -268,10 +272,7 @@ impl RateLimit {
                 a.peek = Some(peek);
             }
             let refused = |a: &Applied| a.peek.is_some_and(|p| !p.verdict.allowed);
-            if let Some(first) = applied
-                .iter()
-                .position(|a| !a.rule.rule.shadow && refused(a))
-            {
+            if let Some(first) = applied.iter().find(|a| !a.rule.rule.shadow && refused(a)) {
                 for a in applied.iter().filter(|a| refused(a)) {
                     let metric = if a.rule.rule.shadow {
                         &a.rule.metric_shadow_limited
@@ -280,13 +281,8 @@ impl RateLimit {
                     };
                     metrics.increment(metric, 1);
                 }
-                return match applied.get(first) {
-                    Some(a) => {
-                        let v = a.peek.map(|p| p.verdict);
-                        self.reject(host, ctx, Reason::OverLimit, a.rule, v)
-                    }
-                    None => Flow::Continue,
-                };
+                let v = first.peek.map(|p| p.verdict);
+                return self.reject(host, metrics, ctx, Reason::OverLimit, first.rule, v);
             }
         }
 
@@ -344,7 +340,7 @@ impl RateLimit {
             metrics.increment(METRIC_CAS_RETRIES, i64::from(retries));
         }
         if let Some((reason, a, v)) = refused {
-            return self.reject(host, ctx, reason, a.rule, v);
+            return self.reject(host, metrics, ctx, reason, a.rule, v);
         }
         ctx.rate_limit = Some(RateLimitDecision {
             outcome: match shadow_limited {
@@ -370,9 +366,12 @@ impl RateLimit {
         }
     }
 
+    /// Answers the refusal. If the proxy refuses to send it, the request
+    /// still never goes on: [`Flow::Responded`] keeps it paused.
     fn reject(
         &mut self,
         host: &mut dyn HttpHost,
+        metrics: &mut dyn Metrics,
         ctx: &mut RequestContext,
         reason: Reason,
         rule: &CompiledRule,
@@ -393,7 +392,18 @@ impl RateLimit {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        host.send_response(u32::from(reply.status), &headers, &reply.body);
+        let details = reason.details(name);
+        if let Err(e) = host.send_response(u32::from(reply.status), &details, &headers, &reply.body)
+        {
+            metrics.increment(METRIC_SEND_FAILED, 1);
+            host.log(
+                filter_common::Level::Error,
+                &format!(
+                    "rate_limit: {e}: the {} reply was not sent; the request stays paused",
+                    reply.status
+                ),
+            );
+        }
         ctx.rate_limit = Some(RateLimitDecision {
             outcome: reason.outcome().to_string(),
             rule: Some(name.clone()),
@@ -1037,5 +1047,63 @@ mod tests {
         // However many keys went by, the victim's bucket is still empty.
         assert_eq!(status(&w.get("/", &[("x-key", "victim")], NOW).0), 429);
         assert!(w.metric("rate_limit.slot_collisions") > 0);
+    }
+
+    /// Each refusal names its reason and rule in Envoy's response code
+    /// details; if the proxy refuses to send it, the request still stops
+    /// (paused, never continued) and the failure is counted.
+    #[test]
+    fn refusals_carry_details_and_a_refused_reply_never_continues() {
+        /// (path, headers, status, details)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u32, &'a str);
+        let cases: [Case; 2] = [
+            ("/key", &[("x-api-key", "k")], 429, "rate_limited{per-key}"),
+            (
+                "/key",
+                &[("x-api-key", "a"), ("x-api-key", "b")],
+                400,
+                "rate_limit_denied{ambiguous_key.per-key}",
+            ),
+        ];
+        for (path, headers, want, details) in cases {
+            for send_fails in [false, true] {
+                let mut w = World::new(PER_KEY);
+                // Spend the key's bucket (2 per hour).
+                for _ in 0..2 {
+                    assert_eq!(status(&w.get("/key", &[("x-api-key", "k")], NOW).0), 200);
+                }
+                let mut host = FakeHost::request("GET", path, "example.com", headers);
+                host.now_nanos = NOW;
+                host.faults.send_response = send_fails;
+                let mut ctx = RequestContext::default();
+                let flow = RateLimit::new(Rc::clone(&w.limiter)).on_request_headers(
+                    &mut host,
+                    &mut w.shared,
+                    &mut w.metrics,
+                    &mut ctx,
+                );
+                let case = format!("{details}, send fails: {send_fails}");
+                assert_eq!(flow, Flow::Responded, "{case}");
+                assert_ne!(ctx.rate_limit.unwrap().outcome, OUTCOME_ALLOWED, "{case}");
+                assert_eq!(
+                    w.metric(METRIC_SEND_FAILED),
+                    i64::from(send_fails),
+                    "{case}"
+                );
+                if send_fails {
+                    assert_eq!(host.sent, None, "{case}");
+                    assert!(
+                        host.logs
+                            .borrow()
+                            .iter()
+                            .any(|(_, m)| m.contains("not sent")),
+                        "{case}"
+                    );
+                } else {
+                    assert_eq!(status(&host), want, "{case}");
+                    assert_eq!(host.sent_details.as_deref(), Some(details), "{case}");
+                }
+            }
+        }
     }
 }

@@ -55,6 +55,23 @@ impl Reason {
         }
     }
 
+    /// Envoy's response code details, naming the rule:
+    /// `rate_limited{<rule>}` for a limit,
+    /// `rate_limit_denied{ambiguous_key.<rule>}` for a malformed request,
+    /// `rate_limit_internal_error{store_unavailable.<rule>}` when shared
+    /// data failed.
+    pub fn details(self, rule: &str) -> String {
+        let (what, detail) = match self {
+            Reason::OverLimit => ("rate_limited", rule.to_string()),
+            Reason::AmbiguousKey => ("rate_limit_denied", format!("ambiguous_key.{rule}")),
+            Reason::StoreUnavailable => (
+                "rate_limit_internal_error",
+                format!("store_unavailable.{rule}"),
+            ),
+        };
+        filter_common::code_details(what, &detail)
+    }
+
     /// The `outcome` of the [`filter_common::identity::RateLimitDecision`]
     /// handed to audit-log.
     pub fn outcome(self) -> &'static str {
@@ -90,5 +107,18 @@ mod tests {
         assert_eq!(r.outcome(), "invalid");
         assert!(!r.retryable());
         assert!(Reason::OverLimit.retryable() && Reason::StoreUnavailable.retryable());
+    }
+
+    #[test]
+    fn details_name_the_rule() {
+        assert_eq!(Reason::OverLimit.details("per-ip"), "rate_limited{per-ip}");
+        assert_eq!(
+            Reason::AmbiguousKey.details("per_key"),
+            "rate_limit_denied{ambiguous_key.per_key}"
+        );
+        assert_eq!(
+            Reason::StoreUnavailable.details("Global"),
+            "rate_limit_internal_error{store_unavailable.global}"
+        );
     }
 }

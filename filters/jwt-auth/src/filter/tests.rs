@@ -3,7 +3,7 @@
 use super::*;
 use crate::algorithm::Alg;
 use crate::testkit::{claims, jwks, Key, KeyName, NOW};
-use filter_common::testing::{FakeHost, FakeMetrics, FakeSharedData};
+use filter_common::testing::{FakeHost, FakeMetrics, FakeSharedData, Faults};
 use serde_json::json;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -694,5 +694,170 @@ mod proptests {
             let r = run(&mut a, h, &mut m);
             prop_assert!(matches!(r.check, Check::Responded(_)));
         }
+    }
+}
+
+/// A header change or a reply the proxy refuses never lets the request go
+/// on: a refused strip or write answers 500 `host_error`; a refused reply
+/// leaves the request paused (`Responded`) and is counted. Every counter
+/// incremented is one `define_metrics` declared.
+#[test]
+fn refused_hostcalls_fail_closed() {
+    let rsa = Key::get(KeyName::RsaA);
+    let token = bearer(&rsa.token(Alg::RS256, &claims(json!({"scope": "read"}))));
+    let query = format!(
+        "/x?access_token={}",
+        rsa.token(Alg::RS256, &claims(json!({})))
+    );
+    let remove = Faults {
+        remove_request_header: true,
+        ..Faults::default()
+    };
+    let set = Faults {
+        set_request_header: true,
+        ..Faults::default()
+    };
+    let send = Faults {
+        send_response: true,
+        ..Faults::default()
+    };
+    let all = Faults {
+        set_request_header: true,
+        remove_request_header: true,
+        send_response: true,
+    };
+    /// (case, path, headers, faults, reason, reply sent)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Faults,
+        Reason,
+        bool,
+    );
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("strip a spoofed identity header", "/public", vec![("x-sub", "root")], remove, Reason::HostError, true),
+        ("strip it, then the reply fails too", "/public", vec![("x-sub", "root")], all, Reason::HostError, false),
+        ("write a claim header", "/x", vec![("authorization", &token)], set, Reason::HostError, true),
+        ("strip the token header", "/x", vec![("authorization", &token)], remove, Reason::HostError, true),
+        ("write headers for a query token", &query, vec![], set, Reason::HostError, true),
+        ("send a 401", "/x", vec![], send, Reason::TokenMissing, false),
+        ("send a 403", "/api/x", vec![("authorization", &token)], send, Reason::InsufficientScope, false),
+    ];
+    let mut a = auth();
+    let mut m = FakeMetrics::default();
+    define_metrics(&mut m);
+    let defined: Vec<String> = m.values.keys().cloned().collect();
+    for (case, path, headers, faults, reason, sent) in cases {
+        let mut host = request(
+            if path == "/api/x" { "POST" } else { "GET" },
+            path,
+            &headers,
+        );
+        host.faults = faults;
+        let failed_before = m.values[METRIC_SEND_FAILED];
+        let denied_before = m.values[&reason.metric()];
+        let r = run(&mut a, host, &mut m);
+        assert_eq!(r.check, Check::Responded(reason), "{case}");
+        let decision = r.ctx.jwt.as_ref().unwrap();
+        assert_eq!(decision.reason, reason.label(), "{case}");
+        assert_eq!(m.values[&reason.metric()], denied_before + 1, "{case}");
+        assert_eq!(
+            m.values[METRIC_SEND_FAILED] - failed_before,
+            i64::from(!sent),
+            "{case}"
+        );
+        if sent {
+            assert_eq!(r.status(), Some(reason.status()), "{case}");
+            assert_eq!(r.host.sent_details, Some(reason.details()), "{case}");
+        } else {
+            assert_eq!(r.status(), None, "{case}");
+        }
+        if reason == Reason::HostError {
+            assert_eq!(r.ctx.identity, None, "{case}");
+            assert_eq!(r.status().unwrap_or(500), 500, "{case}");
+            assert_eq!(decision.outcome, "error", "{case}");
+        }
+    }
+    let after: Vec<String> = m.values.keys().cloned().collect();
+    assert_eq!(after, defined, "a counter define_metrics does not declare");
+}
+
+#[test]
+fn rejections_name_their_reason_as_response_code_details() {
+    let mut a = auth();
+    let mut m = FakeMetrics::default();
+    let r = run(&mut a, request("GET", "/x", &[]), &mut m);
+    assert_eq!(r.status(), Some(401));
+    assert_eq!(
+        r.host.sent_details.as_deref(),
+        Some("jwt_auth_denied{token_missing}")
+    );
+    let rsa = Key::get(KeyName::RsaA);
+    let expired = rsa.token(
+        Alg::RS256,
+        &claims(json!({"exp": NOW - 3600, "iat": NOW - 7200})),
+    );
+    let r = run(
+        &mut a,
+        request("GET", "/x", &[("authorization", &bearer(&expired))]),
+        &mut m,
+    );
+    assert_eq!(
+        r.host.sent_details.as_deref(),
+        Some("jwt_auth_denied{expired}")
+    );
+}
+
+/// With no claim headers to write, the writes that fail are the ones that
+/// take the token out: the path without its query token, the cookie header
+/// without the token's cookie (or without the cookie header at all).
+#[test]
+fn a_refused_token_strip_is_a_500() {
+    let rsa = Key::get(KeyName::RsaA);
+    let t = rsa.token(Alg::RS256, &claims(json!({})));
+    let no_claims = json!({"claim_to_headers": [], "forward_payload_header": null});
+    let mut cookies = no_claims.clone();
+    cookies["from_cookies"] = json!(["session"]);
+    let query = format!("/x?a=1&access_token={t}");
+    let only = format!("session={t}");
+    let more = format!("theme=dark; session={t}");
+    let set = Faults {
+        set_request_header: true,
+        ..Faults::default()
+    };
+    let remove = Faults {
+        remove_request_header: true,
+        ..Faults::default()
+    };
+    #[rustfmt::skip]
+    let cases = [
+        ("query token", &no_claims, query.as_str(), None, set),
+        ("the only cookie", &cookies, "/x", Some(only.as_str()), remove),
+        ("one cookie of two", &cookies, "/x", Some(more.as_str()), set),
+    ];
+    for (case, provider, path, cookie, faults) in cases {
+        let mut a = JwtAuth::new(Rc::new(local_config(provider.clone(), default_rules())));
+        let mut m = FakeMetrics::default();
+        // Without the fault the token is stripped and the request goes on.
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+        let r = run(&mut a, request("GET", path, &headers), &mut m);
+        assert_eq!(r.check, Check::Continue, "{case}");
+        assert!(
+            r.host
+                .request_headers
+                .iter()
+                .all(|(_, v)| !String::from_utf8_lossy(v).contains(&t)),
+            "{case}: token left in {:?}",
+            r.host.request_headers
+        );
+        let mut host = request("GET", path, &headers);
+        host.faults = faults;
+        let r = run(&mut a, host, &mut m);
+        assert_eq!(r.check, Check::Responded(Reason::HostError), "{case}");
+        assert_eq!(r.status(), Some(500), "{case}");
+        assert_eq!(r.ctx.identity, None, "{case}");
+        assert_eq!(m.values["jwt_auth.denied.host_error"], 1, "{case}");
     }
 }
