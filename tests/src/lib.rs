@@ -5,7 +5,9 @@
 pub mod attack;
 pub mod envoy;
 pub mod jwt_tokens;
+pub mod oci;
 pub mod paths;
+pub mod registry;
 pub mod servers;
 pub mod stats;
 pub mod tokens;

@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod demo;
 mod fuzz;
+mod oci;
 mod soak;
 mod test;
 mod toolchain;
@@ -33,6 +34,11 @@ commands:
   fuzz [--seconds N] [TARGET...]
                   every cargo-fuzz target in tests/fuzz for N seconds (default 30), then the
                   executions each reached (needs the nightly toolchain; installs cargo-fuzz)
+  oci [--variant compat|oci] [--module NAME] [--push HOST:PORT/REPO:TAG]
+                  each module as an OCI image for Istio's WasmPlugin, built without Docker:
+                  target/oci/<variant>/<module>/ (image layout), <module>.tar and
+                  <module>.wasmplugin.yaml; prints the manifest digest and the module's sha256;
+                  --push sends one module's image to a registry (plain HTTP on loopback)
   soak            the long drills kept out of `test` (a million rate-limit keys, ...)
   test            fmt, clippy (host and wasm32), unit tests (host and wasm32 under Node),
                   end-to-end tests in real Envoy
@@ -51,7 +57,7 @@ fn main() -> ExitCode {
 }
 
 /// Commands that compile for wasm32 first add what `rust-toolchain.toml` lists.
-const BUILDS: [&str; 5] = ["build", "demo", "test", "bench", "soak"];
+const BUILDS: [&str; 6] = ["build", "demo", "test", "bench", "soak", "oci"];
 
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -75,6 +81,7 @@ fn run() -> Result<()> {
         Some("test") => test::test(),
         Some("soak") => soak::soak(),
         Some("fuzz") => fuzz::fuzz(&rest),
+        Some("oci") => oci::oci(&rest),
         Some("audit-verify") => audit_verify::audit_verify(rest.first().copied()),
         Some("bench") => bench::bench(&rest),
         Some("-h" | "--help" | "help") | None => {
