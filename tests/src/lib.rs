@@ -1,6 +1,7 @@
 //! Real parts for end-to-end tests and the demo: an Envoy process, an echo
 //! upstream, a JWKS server whose answers can change mid-test, a collector,
-//! and a reader for Envoy's stats.
+//! a reader for Envoy's stats, an OCI registry, and the OCI image builder
+//! `cargo xtask oci` shares with the tests.
 
 pub mod attack;
 pub mod envoy;
