@@ -23,6 +23,10 @@ test:
 bench *ARGS:
     cargo xtask bench {{ARGS}}
 
+# The modules as OCI images for Istio (target/oci/); --variant compat|oci, --module NAME, --push HOST:PORT/REPO:TAG
+oci *ARGS:
+    cargo xtask oci {{ARGS}}
+
 # Long drills kept out of `test`
 soak:
     cargo xtask soak

@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod demo;
 mod fuzz;
+mod oci;
 mod soak;
 mod test;
 mod token;
@@ -34,6 +35,11 @@ commands:
   fuzz [--seconds N] [TARGET...]
                   every cargo-fuzz target in tests/fuzz for N seconds (default 30), then the
                   executions each reached (needs the nightly toolchain; installs cargo-fuzz)
+  oci [--variant compat|oci] [--module NAME] [--push HOST:PORT/REPO:TAG]
+                  each module as an OCI image for Istio's WasmPlugin, built without Docker:
+                  target/oci/<variant>/<module>/ (image layout), <module>.tar and
+                  <module>.wasmplugin.yaml; prints the manifest digest and the module's sha256;
+                  --push sends one module's image to a registry (plain HTTP on loopback)
   soak            the long drills kept out of `test` (a million rate-limit keys, ...)
   token [--sub S] [--scope \"a b\"] [--ttl SECONDS] [--aud A]
                   prints a token for the docker-compose demo (envoy/docker-compose.yaml),
@@ -55,7 +61,7 @@ fn main() -> ExitCode {
 }
 
 /// Commands that compile for wasm32 first add what `rust-toolchain.toml` lists.
-const BUILDS: [&str; 5] = ["build", "demo", "test", "bench", "soak"];
+const BUILDS: [&str; 6] = ["build", "demo", "test", "bench", "soak", "oci"];
 
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -80,6 +86,7 @@ fn run() -> Result<()> {
         Some("soak") => soak::soak(),
         Some("token") => token::token(&rest),
         Some("fuzz") => fuzz::fuzz(&rest),
+        Some("oci") => oci::oci(&rest),
         Some("audit-verify") => audit_verify::audit_verify(rest.first().copied()),
         Some("bench") => bench::bench(&rest),
         Some("-h" | "--help" | "help") | None => {

@@ -52,6 +52,7 @@ pub fn test() -> Result<()> {
     )?;
     wasm_unit_tests(&mut tally)?;
     crate::build::build()?;
+    ensure_debian_packages()?;
     let envoy = e2e::paths::ensure_envoy()?;
     eprintln!(
         "envoy: {} ({})",
@@ -136,4 +137,33 @@ fn ensure_wasm_bindgen_runner(version: &str) -> Result<String> {
         );
     }
     Ok(runner.to_string())
+}
+
+/// Debian packages the end-to-end tests start: `docker-registry`
+/// (distribution 2.8, for the OCI round trip in tests/tests/oci.rs).
+fn ensure_debian_packages() -> Result<()> {
+    if std::path::Path::new(e2e::registry::REGISTRY_BIN).is_file() {
+        return Ok(());
+    }
+    let install = e2e::registry::INSTALL;
+    eprintln!(
+        "{} is missing; installing it: {install}",
+        e2e::registry::REGISTRY_BIN
+    );
+    run("apt-get update", Command::new("apt-get").arg("update"))
+        .with_context(|| format!("install it yourself: {install}"))?;
+    run(
+        "apt-get install -y docker-registry",
+        Command::new("apt-get")
+            .args(["install", "-y", "docker-registry"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| format!("install it yourself: {install}"))?;
+    if !std::path::Path::new(e2e::registry::REGISTRY_BIN).is_file() {
+        bail!(
+            "{} is still missing after `{install}`",
+            e2e::registry::REGISTRY_BIN
+        );
+    }
+    Ok(())
 }
