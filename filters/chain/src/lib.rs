@@ -4,6 +4,8 @@
 pub mod config;
 #[cfg(target_os = "wasi")]
 pub mod glue;
+#[cfg(feature = "schema")]
+pub mod schema;
 
 pub use config::Config;
 

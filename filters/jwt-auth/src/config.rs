@@ -29,6 +29,7 @@ use std::rc::Rc;
 ///            {"match": {"prefix": "/"}, "requires": {"provider_name": "demo"}}]}
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfigJson {
     /// Token issuers by name (Envoy's `providers` map of `JwtProvider`).
@@ -48,6 +49,7 @@ pub struct ConfigJson {
 
 /// Envoy's `JwtProvider`, for the fields we support, plus ours.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderJson {
     /// The token's `iss` must equal this. Unchecked when absent.
@@ -112,6 +114,7 @@ pub struct ProviderJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LocalJwksJson {
     /// The JWKS document as a string.
@@ -119,6 +122,7 @@ pub struct LocalJwksJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoteJwksJson {
     pub http_uri: HttpUriJson,
@@ -134,6 +138,7 @@ pub struct RemoteJwksJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HttpUriJson {
     /// `http://host[:port]/path`; host and path are sent to the cluster.
@@ -147,6 +152,7 @@ pub struct HttpUriJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OidcDiscoveryJson {
     /// The Envoy cluster that serves the issuer (and its `jwks_uri`).
@@ -163,6 +169,7 @@ pub struct OidcDiscoveryJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FromHeaderJson {
     pub name: String,
@@ -172,6 +179,7 @@ pub struct FromHeaderJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimToHeaderJson {
     pub header_name: String,
@@ -180,6 +188,7 @@ pub struct ClaimToHeaderJson {
 
 /// One rule: `{"match": {...}, "requires": {...}}`, plus ours.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleJson {
     /// Envoy's `RouteMatch` forms: `prefix`, `path`, `headers`; plus
@@ -199,6 +208,7 @@ pub struct RuleJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenCacheJson {
     /// Most verified tokens kept per worker (default 1000; 0 turns it off).

@@ -25,6 +25,7 @@ pub const MAX_SLOTS: u32 = 1 << 22;
 pub const MAX_NAME_LEN: usize = 64;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The rate-limit rules. Every rule whose `match` matches a request
@@ -61,6 +62,7 @@ impl Default for Config {
 /// Response headers. Limited responses always carry `Retry-After`,
 /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeadersConfig {
     /// Also send `RateLimit-Policy` and `RateLimit` on allowed responses,
@@ -74,6 +76,7 @@ pub struct HeadersConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Names the rule in responses, metrics (`rate_limit.<name>.allowed`)
@@ -114,6 +117,7 @@ pub struct Rule {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {
     /// Steady rate: this many requests per `unit`. At least 1.
@@ -130,6 +134,7 @@ pub struct LimitConfig {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     Second,
@@ -151,6 +156,7 @@ impl Unit {
 
 /// One part of a rate-limit key.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum KeySource {
     /// The client's IP address: the connection's peer (`source.address`) by
@@ -178,10 +184,12 @@ pub enum KeySource {
 
 /// A key source without options: `{}`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClientIp {
     /// 0 (the default): the connection's peer as Envoy reports it
@@ -204,6 +212,7 @@ pub struct ClientIp {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderKey {
     /// Header name (case-insensitive). Example: `"x-api-key"`.
@@ -211,6 +220,7 @@ pub struct HeaderKey {
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnMissingKey {
     /// Every request missing a part of the key shares one bucket: leaving
@@ -222,6 +232,7 @@ pub enum OnMissingKey {
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Reject the request (503, reason `store_unavailable`).
