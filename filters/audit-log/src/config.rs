@@ -9,6 +9,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "AuditLogConfig"))]
 pub struct Config {
     /// Where events go; several sinks may be set at once. Default: the
     /// `log` sink alone.
@@ -37,6 +38,7 @@ pub struct Config {
     /// agent, header, claim); longer values are cut and marked. Keeps an
     /// event, and so the queue, bounded whatever clients send.
     #[serde(default = "default_max_field_bytes")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 16)))]
     pub max_field_bytes: usize,
     /// Built from `redact` at load time.
     #[serde(skip)]
@@ -228,6 +230,7 @@ pub struct Sampling {
     /// Share of allowed requests logged, from 0.0 to 1.0. The choice is a
     /// hash of the request id, so every proxy on a request's path agrees.
     #[serde(default = "default_rate")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 1.0)))]
     pub allowed_rate: f64,
     /// If set, only allowed requests matching one of these are logged.
     #[serde(default)]

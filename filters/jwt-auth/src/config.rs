@@ -31,6 +31,7 @@ use std::rc::Rc;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "JwtAuthConfig"))]
 pub struct ConfigJson {
     /// Token issuers by name (Envoy's `providers` map of `JwtProvider`).
     #[serde(default)]
@@ -110,6 +111,7 @@ pub struct ProviderJson {
     pub algorithms: Option<Vec<String>>,
     /// Ours: RSA keys with fewer bits are refused (default 2048).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1024, max = 4096)))]
     pub min_rsa_key_bits: Option<u32>,
 }
 

@@ -27,6 +27,7 @@ pub const MAX_NAME_LEN: usize = 64;
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "RateLimitConfig"))]
 pub struct Config {
     /// The rate-limit rules. Every rule whose `match` matches a request
     /// applies to it; the request is limited when any of them says so.
@@ -38,10 +39,12 @@ pub struct Config {
     /// never looser). Memory is fixed: about 130 bytes per slot, allocated
     /// at startup. Default 65536; at most 4194304. Example: `65536`.
     #[serde(default = "default_slots")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_SLOTS)))]
     pub slots: u32,
     /// HTTP status sent when a request is over a limit. Default 429.
     /// Example: `429`.
     #[serde(default = "default_status")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 400, max = 599)))]
     pub status: u16,
     /// Which rate-limit headers to send besides those on a limited response.
     #[serde(default)]
@@ -82,6 +85,7 @@ pub struct Rule {
     /// Names the rule in responses, metrics (`rate_limit.<name>.allowed`)
     /// and audit events. Letters, digits, `-` and `_`; unique.
     /// Example: `"per-client"`.
+    #[cfg_attr(feature = "schema", schemars(pattern(r"^[A-Za-z0-9_-]{1,64}$")))]
     pub name: String,
     /// Which requests the rule applies to: `prefix` or `path`, `host`,
     /// `methods`, `headers` (Envoy's header matchers). Default: every request.
@@ -113,6 +117,7 @@ pub struct Rule {
     /// Slots for this rule, overriding the top-level `slots`.
     /// A rule with `"key": []` always uses one slot. Example: `1024`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_SLOTS)))]
     pub slots: Option<u32>,
 }
 
@@ -122,6 +127,7 @@ pub struct Rule {
 pub struct LimitConfig {
     /// Steady rate: this many requests per `unit`. At least 1.
     /// Example: `10`.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_RATE)))]
     pub requests_per_unit: u32,
     /// `second`, `minute`, `hour` or `day`.
     pub unit: Unit,
@@ -130,6 +136,7 @@ pub struct LimitConfig {
     /// t, at most `burst + requests_per_unit × t / unit` requests pass.
     /// Default `requests_per_unit`. Example: `5`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_RATE)))]
     pub burst: Option<u32>,
 }
 
@@ -203,11 +210,13 @@ pub struct ClientIp {
     /// proxy the key (stricter), never the client's own claim.
     /// Example: `2`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(max = 64)))]
     pub trusted_hops: u32,
     /// Group IPv6 clients by this prefix length (1 to 128; default 128).
     /// One host often owns a whole /64: `64` stops it from spraying
     /// addresses. Example: `64`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 128)))]
     pub ipv6_prefix_len: Option<u8>,
 }
 
