@@ -30,3 +30,11 @@ soak:
 # Every fuzz target for a bounded time (default 30 s each; nightly)
 fuzz *ARGS:
     cargo xtask fuzz {{ARGS}}
+
+# Write schemas/<filter>.schema.json from the config types
+schemas:
+    cargo xtask schemas
+
+# Check plugin configurations offline (JSON with --filter NAME, a WasmPlugin, an Envoy config)
+check-config FILE *ARGS:
+    cargo xtask check-config {{FILE}} {{ARGS}}

@@ -255,7 +255,12 @@ fn envoy_filter(name: &str, typed_config: &Yaml, filter: Option<Filter>) -> Resu
         Some(f) => Ok(f),
         None => Filter::from_name(root_id)
             .or_else(|| module.and_then(Filter::from_module_path))
-            .ok_or_else(|| format!("foreign:root_id `{root_id}`, module {module:?}")),
+            .ok_or_else(|| {
+                format!(
+                    "foreign:root_id `{root_id}`, module `{}`",
+                    module.unwrap_or("")
+                )
+            }),
     };
     let configuration = config.and_then(|c| c.get("configuration"));
     let bytes = match configuration {
@@ -325,8 +330,7 @@ pub fn check_config(args: &[&str]) -> Result<()> {
             Outcome::Refused(line) => {
                 ours += 1;
                 failed += 1;
-                println!("{}: refused", found.origin);
-                eprintln!("{line}");
+                println!("{}: refused\n{line}", found.origin);
             }
             Outcome::Unknown(why) => {
                 failed += 1;
