@@ -170,8 +170,9 @@ fn yaml_documents(text: &[u8]) -> Result<Vec<Yaml>> {
     Ok(docs)
 }
 
-/// Istio hands `pluginConfig` to the plugin as JSON; no `pluginConfig`
-/// means an empty configuration.
+/// istiod hands `pluginConfig` to the plugin as JSON, and nothing at all
+/// when it has no fields (`{}` included): the plugin then reads an empty
+/// configuration.
 fn wasm_plugin(name: &str, doc: &Yaml, filter: Option<Filter>) -> Result<Found> {
     let meta = |k: &str| {
         doc.get("metadata")
@@ -194,6 +195,7 @@ fn wasm_plugin(name: &str, doc: &Yaml, filter: Option<Filter>) -> Result<Found> 
     };
     let config = match spec.and_then(|s| s.get("pluginConfig")) {
         None | Some(Yaml::Null) => Vec::new(),
+        Some(Yaml::Mapping(m)) if m.is_empty() => Vec::new(),
         Some(v) => serde_json::to_vec(v)
             .with_context(|| format!("{name}: WasmPlugin {id}: pluginConfig as JSON"))?,
     };
@@ -447,6 +449,17 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert!(
             matches!(&out[1].1, Outcome::Unknown(w) if w.contains("other")),
+            "{out:?}"
+        );
+        // `pluginConfig: {}` reaches the plugin as nothing, which no filter
+        // accepts (Envoy would refuse the plugin).
+        let out = found(
+            "p.yaml",
+            &plugin("oci://r.example/portcullis/chain:1", "    {}\n"),
+            None,
+        );
+        assert!(
+            matches!(&out[0].1, Outcome::Refused(l) if l.starts_with("chain: invalid plugin configuration: (root): EOF while parsing")),
             "{out:?}"
         );
     }
