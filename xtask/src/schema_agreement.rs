@@ -186,8 +186,15 @@ fn every_example_config_passes_schema_and_parser() {
             .display()
             .to_string();
         // Docker compose files and native-only configs hold no plugin.
-        let Ok(found) = find(&name, &text, None) else {
-            continue;
+        let found = match find(&name, &text, None) {
+            Ok(found) => found,
+            Err(e)
+                if e.to_string()
+                    .contains("no WasmPlugin and no Envoy wasm filter") =>
+            {
+                continue
+            }
+            Err(e) => panic!("{name}: {e:#}"),
         };
         for f in &found {
             match check(f) {
