@@ -38,3 +38,11 @@ fuzz *ARGS:
 # A token for the docker-compose demo (DEMO ONLY key); --sub S, --scope "a b", --ttl SECONDS, --aud A
 token *ARGS:
     cargo xtask token {{ARGS}}
+
+# Write schemas/<filter>.schema.json from the config types
+schemas:
+    cargo xtask schemas
+
+# Check plugin configurations offline (JSON with --filter NAME, a WasmPlugin, an Envoy config)
+check-config FILE *ARGS:
+    cargo xtask check-config {{FILE}} {{ARGS}}

@@ -3,9 +3,13 @@
 mod audit_verify;
 mod bench;
 mod build;
+mod check_config;
 mod demo;
 mod fuzz;
 mod oci;
+#[cfg(test)]
+mod schema_agreement;
+mod schemas;
 mod soak;
 mod test;
 mod token;
@@ -32,6 +36,12 @@ commands:
   audit-verify FILE
                   check the hash chains of an NDJSON file of audit events; reports the
                   first deleted, reordered or altered event per producer, exits non-zero
+  check-config FILE [--filter chain|jwt-auth|rate-limit|audit-log]
+                  check plugin configurations offline with the filters' own parsers: a JSON
+                  configuration (with --filter), an Istio WasmPlugin (its pluginConfig, for the
+                  module its url names) or an Envoy config (every wasm filter in it); prints
+                  what Envoy would log, exits non-zero when one is refused
+  schemas         write schemas/<filter>.schema.json from the config types
   fuzz [--seconds N] [TARGET...]
                   every cargo-fuzz target in tests/fuzz for N seconds (default 30), then the
                   executions each reached (needs the nightly toolchain; installs cargo-fuzz)
@@ -89,6 +99,8 @@ fn run() -> Result<()> {
         Some("oci") => oci::oci(&rest),
         Some("audit-verify") => audit_verify::audit_verify(rest.first().copied()),
         Some("bench") => bench::bench(&rest),
+        Some("check-config") => check_config::check_config(&rest),
+        Some("schemas") => schemas::write(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())

@@ -7,7 +7,9 @@ use filter_common::{nest, parse_config, ConfigError, RequestMatch};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "AuditLogConfig"))]
 pub struct Config {
     /// Where events go; several sinks may be set at once. Default: the
     /// `log` sink alone.
@@ -36,6 +38,7 @@ pub struct Config {
     /// agent, header, claim); longer values are cut and marked. Keeps an
     /// event, and so the queue, bounded whatever clients send.
     #[serde(default = "default_max_field_bytes")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 16)))]
     pub max_field_bytes: usize,
     /// Built from `redact` at load time.
     #[serde(skip)]
@@ -47,6 +50,7 @@ fn default_max_field_bytes() -> usize {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Sinks {
     /// One JSON line per event in Envoy's log (`info` level), for
@@ -74,14 +78,17 @@ impl Default for Sinks {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LogSink {}
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogSink {}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// One event per line (`application/x-ndjson`).
@@ -94,6 +101,7 @@ pub enum Format {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HttpSink {
     /// The Envoy cluster batches are posted to.
@@ -151,6 +159,7 @@ fn default_timeout_ms() -> u64 {
 /// Exponential backoff between failed deliveries of a batch (5xx, garbage
 /// without a status, timeout, refused connection).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// Wait after the first failure; doubled at each failure.
@@ -179,6 +188,7 @@ fn default_max_backoff_ms() -> u64 {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RedactConfig {
     /// Request headers never logged, in addition to the built-ins
@@ -194,6 +204,7 @@ pub struct RedactConfig {
 
 /// A request header copied into the event.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderField {
     /// Header name (case-insensitive).
@@ -213,11 +224,13 @@ impl HeaderField {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Sampling {
     /// Share of allowed requests logged, from 0.0 to 1.0. The choice is a
     /// hash of the request id, so every proxy on a request's path agrees.
     #[serde(default = "default_rate")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 1.0)))]
     pub allowed_rate: f64,
     /// If set, only allowed requests matching one of these are logged.
     #[serde(default)]

@@ -18,6 +18,8 @@ pub mod hash_chain;
 pub mod queue;
 pub mod redact;
 pub mod sampling;
+#[cfg(feature = "schema")]
+pub mod schema;
 
 pub use config::Config;
 pub use filter::{fill_from_filter_state, AuditLog, RequestAudit, AUDIT_KEY};

@@ -5,6 +5,8 @@ pub mod config;
 #[cfg(target_os = "wasi")]
 pub mod glue;
 pub mod internal_error;
+#[cfg(feature = "schema")]
+pub mod schema;
 
 pub use config::Config;
 

@@ -10,6 +10,7 @@ use crate::request::RequestInfo;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequestMatch {
     /// The path starts with this. `"/"` matches everything.
@@ -32,6 +33,7 @@ pub struct RequestMatch {
 
 /// Envoy's `HeaderMatcher`, for the forms operators use.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
     pub name: String,
@@ -50,6 +52,7 @@ pub struct HeaderMatch {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StringMatch {
     #[serde(default)]

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 ///          {"claim": "org.tier", "equals": "gold"}]}
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Authorization {
     /// Every one of these must hold.
@@ -26,6 +27,7 @@ pub struct Authorization {
 /// One condition on one claim. Give exactly one of `equals`, `contains`,
 /// `any_of`, `present`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimCondition {
     /// The claim's name; dots reach into nested objects (`realm.roles`). A

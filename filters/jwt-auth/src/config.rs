@@ -29,7 +29,9 @@ use std::rc::Rc;
 ///            {"match": {"prefix": "/"}, "requires": {"provider_name": "demo"}}]}
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "JwtAuthConfig"))]
 pub struct ConfigJson {
     /// Token issuers by name (Envoy's `providers` map of `JwtProvider`).
     #[serde(default)]
@@ -48,6 +50,7 @@ pub struct ConfigJson {
 
 /// Envoy's `JwtProvider`, for the fields we support, plus ours.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderJson {
     /// The token's `iss` must equal this. Unchecked when absent.
@@ -108,10 +111,12 @@ pub struct ProviderJson {
     pub algorithms: Option<Vec<String>>,
     /// Ours: RSA keys with fewer bits are refused (default 2048).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1024, max = 4096)))]
     pub min_rsa_key_bits: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LocalJwksJson {
     /// The JWKS document as a string.
@@ -119,6 +124,7 @@ pub struct LocalJwksJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoteJwksJson {
     pub http_uri: HttpUriJson,
@@ -134,6 +140,7 @@ pub struct RemoteJwksJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HttpUriJson {
     /// `http://host[:port]/path`; host and path are sent to the cluster.
@@ -147,6 +154,7 @@ pub struct HttpUriJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OidcDiscoveryJson {
     /// The Envoy cluster that serves the issuer (and its `jwks_uri`).
@@ -163,6 +171,7 @@ pub struct OidcDiscoveryJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FromHeaderJson {
     pub name: String,
@@ -172,6 +181,7 @@ pub struct FromHeaderJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimToHeaderJson {
     pub header_name: String,
@@ -180,6 +190,7 @@ pub struct ClaimToHeaderJson {
 
 /// One rule: `{"match": {...}, "requires": {...}}`, plus ours.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleJson {
     /// Envoy's `RouteMatch` forms: `prefix`, `path`, `headers`; plus
@@ -199,6 +210,7 @@ pub struct RuleJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenCacheJson {
     /// Most verified tokens kept per worker (default 1000; 0 turns it off).

@@ -25,6 +25,8 @@ pub mod key_set;
 pub mod key_store;
 pub mod requirements;
 pub mod response;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod status;
 pub mod token_cache;
 pub mod verifier;

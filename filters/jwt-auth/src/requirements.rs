@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 /// Envoy's `JwtRequirement`, in proto-JSON. Give exactly one field.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequirementJson {
     /// A valid token from this provider is required.
@@ -29,6 +30,7 @@ pub struct RequirementJson {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequirementList {
     pub requirements: Vec<RequirementJson>,
@@ -36,6 +38,7 @@ pub struct RequirementList {
 
 /// The empty message `{}`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 

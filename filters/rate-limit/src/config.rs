@@ -25,7 +25,9 @@ pub const MAX_SLOTS: u32 = 1 << 22;
 pub const MAX_NAME_LEN: usize = 64;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "RateLimitConfig"))]
 pub struct Config {
     /// The rate-limit rules. Every rule whose `match` matches a request
     /// applies to it; the request is limited when any of them says so.
@@ -37,10 +39,12 @@ pub struct Config {
     /// never looser). Memory is fixed: about 130 bytes per slot, allocated
     /// at startup. Default 65536; at most 4194304. Example: `65536`.
     #[serde(default = "default_slots")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_SLOTS)))]
     pub slots: u32,
     /// HTTP status sent when a request is over a limit. Default 429.
     /// Example: `429`.
     #[serde(default = "default_status")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 400, max = 599)))]
     pub status: u16,
     /// Which rate-limit headers to send besides those on a limited response.
     #[serde(default)]
@@ -61,6 +65,7 @@ impl Default for Config {
 /// Response headers. Limited responses always carry `Retry-After`,
 /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeadersConfig {
     /// Also send `RateLimit-Policy` and `RateLimit` on allowed responses,
@@ -74,11 +79,13 @@ pub struct HeadersConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Names the rule in responses, metrics (`rate_limit.<name>.allowed`)
     /// and audit events. Letters, digits, `-` and `_`; unique.
     /// Example: `"per-client"`.
+    #[cfg_attr(feature = "schema", schemars(pattern(r"^[A-Za-z0-9_-]{1,64}$")))]
     pub name: String,
     /// Which requests the rule applies to: `prefix` or `path`, `host`,
     /// `methods`, `headers` (Envoy's header matchers). Default: every request.
@@ -110,14 +117,17 @@ pub struct Rule {
     /// Slots for this rule, overriding the top-level `slots`.
     /// A rule with `"key": []` always uses one slot. Example: `1024`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_SLOTS)))]
     pub slots: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {
     /// Steady rate: this many requests per `unit`. At least 1.
     /// Example: `10`.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_RATE)))]
     pub requests_per_unit: u32,
     /// `second`, `minute`, `hour` or `day`.
     pub unit: Unit,
@@ -126,10 +136,12 @@ pub struct LimitConfig {
     /// t, at most `burst + requests_per_unit × t / unit` requests pass.
     /// Default `requests_per_unit`. Example: `5`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_RATE)))]
     pub burst: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     Second,
@@ -151,6 +163,7 @@ impl Unit {
 
 /// One part of a rate-limit key.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum KeySource {
     /// The client's IP address: the connection's peer (`source.address`) by
@@ -178,10 +191,12 @@ pub enum KeySource {
 
 /// A key source without options: `{}`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClientIp {
     /// 0 (the default): the connection's peer as Envoy reports it
@@ -195,15 +210,18 @@ pub struct ClientIp {
     /// proxy the key (stricter), never the client's own claim.
     /// Example: `2`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(max = 64)))]
     pub trusted_hops: u32,
     /// Group IPv6 clients by this prefix length (1 to 128; default 128).
     /// One host often owns a whole /64: `64` stops it from spraying
     /// addresses. Example: `64`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 128)))]
     pub ipv6_prefix_len: Option<u8>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderKey {
     /// Header name (case-insensitive). Example: `"x-api-key"`.
@@ -211,6 +229,7 @@ pub struct HeaderKey {
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnMissingKey {
     /// Every request missing a part of the key shares one bucket: leaving
@@ -222,6 +241,7 @@ pub enum OnMissingKey {
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Reject the request (503, reason `store_unavailable`).

@@ -13,6 +13,8 @@ pub mod gcra;
 pub mod glue;
 pub mod key;
 pub mod response;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod slots;
 pub mod status;
 
