@@ -1,4 +1,6 @@
-//! Protobuf JSON durations (`"600s"`, `"1.5s"`), as Envoy configs write them.
+//! Protobuf JSON durations (`"600s"`, `"1.5s"`), as Envoy configs write
+//! them, and the object form `{"seconds": 300}` that Envoy's own examples
+//! use (Envoy's loader accepts both).
 
 use serde::{Deserialize, Deserializer};
 
@@ -42,10 +44,52 @@ pub fn parse(text: &str) -> Result<Millis, String> {
     Ok(Millis(secs * 1000 + ms))
 }
 
+/// `{"seconds": 300, "nanos": 500000000}`; `seconds` may be a number or,
+/// as proto-JSON writes an int64, a string.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Parts {
+    #[serde(default)]
+    seconds: Option<serde_json::Value>,
+    #[serde(default)]
+    nanos: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Form {
+    Text(String),
+    Parts(Parts),
+}
+
+fn from_parts(p: &Parts) -> Result<Millis, String> {
+    let err = || "`seconds` must be a whole number of seconds".to_string();
+    let secs: u64 = match &p.seconds {
+        None => 0,
+        Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(err)?,
+        Some(serde_json::Value::String(s)) => s.parse().map_err(|_| err())?,
+        Some(_) => return Err(err()),
+    };
+    let nanos = p.nanos.unwrap_or(0);
+    if nanos >= 1_000_000_000 {
+        return Err("`nanos` must be below 1000000000".into());
+    }
+    if secs > 10 * 365 * 86_400 {
+        return Err(format!("{secs} seconds is longer than ten years"));
+    }
+    Ok(Millis(secs * 1000 + u64::from(nanos / 1_000_000)))
+}
+
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
+        let form = Form::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a duration such as \"10s\" or {\"seconds\": 10}")
+        })?;
+        match form {
+            Form::Text(text) => parse(&text),
+            Form::Parts(p) => from_parts(&p),
+        }
+        .map_err(serde::de::Error::custom)
     }
 }
 
@@ -73,6 +117,35 @@ mod tests {
             " 1s",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_object_form_envoy_examples_use() {
+        let d =
+            |v: serde_json::Value| serde_json::from_value::<Millis>(v).map_err(|e| e.to_string());
+        for (v, want) in [
+            (serde_json::json!({"seconds": 300}), Ok(Millis(300_000))),
+            (serde_json::json!({"seconds": "300"}), Ok(Millis(300_000))),
+            (
+                serde_json::json!({"seconds": 1, "nanos": 500_000_000}),
+                Ok(Millis(1500)),
+            ),
+            (serde_json::json!({"nanos": 2_000_000}), Ok(Millis(2))),
+            (serde_json::json!("1.5s"), Ok(Millis(1500))),
+        ] {
+            assert_eq!(d(v.clone()), want, "{v}");
+        }
+        for bad in [
+            serde_json::json!({"seconds": -1}),
+            serde_json::json!({"seconds": 1.5}),
+            serde_json::json!({"nanos": 1_000_000_000}),
+            serde_json::json!({"minutes": 1}),
+            serde_json::json!({"seconds": 999_999_999_999u64}),
+            serde_json::json!(10),
+            serde_json::json!("10"),
+        ] {
+            assert!(d(bad.clone()).is_err(), "{bad}");
         }
     }
 }

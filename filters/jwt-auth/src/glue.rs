@@ -108,11 +108,14 @@ pub struct JwtRoot {
 
 impl JwtRoot {
     pub fn new(root_id: u32, config: Rc<Config>) -> Self {
+        // Skipped keys and fields without effect: said once per Envoy.
+        let mut metrics = ProxyMetrics::default();
+        config.announce(&mut ProxyShared, &mut metrics, &log);
         JwtRoot {
             root_id,
             worker: Rc::new(RefCell::new(Worker {
                 auth: JwtAuth::new(config),
-                metrics: ProxyMetrics::default(),
+                metrics,
                 host_crypto: Cell::new(true),
                 parked: Vec::new(),
             })),
