@@ -801,7 +801,23 @@ fn provider(
 }
 
 /// The JWKS bytes of a `local_jwks`, and the field they came from.
+///
+/// Raw tabs and line breaks become spaces: Envoy's own examples fold a long
+/// `n` over YAML lines that keep their line breaks, inside a JSON string,
+/// and Envoy's parser takes that. No valid JSON changes (raw control
+/// characters are not allowed in its strings), and base64url members skip
+/// whitespace.
 fn local_jwks_document(local: &LocalJwksJson) -> Result<(&'static str, Vec<u8>), ConfigError> {
+    let (field, mut doc) = local_jwks_bytes(local)?;
+    for b in &mut doc {
+        if matches!(*b, b'\n' | b'\r' | b'\t') {
+            *b = b' ';
+        }
+    }
+    Ok((field, doc))
+}
+
+fn local_jwks_bytes(local: &LocalJwksJson) -> Result<(&'static str, Vec<u8>), ConfigError> {
     use base64::Engine;
     match (&local.inline_string, &local.inline_bytes) {
         (Some(s), None) => Ok(("local_jwks.inline_string", s.as_bytes().to_vec())),

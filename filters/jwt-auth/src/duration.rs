@@ -45,51 +45,71 @@ pub fn parse(text: &str) -> Result<Millis, String> {
 }
 
 /// `{"seconds": 300, "nanos": 500000000}`; `seconds` may be a number or,
-/// as proto-JSON writes an int64, a string.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Parts {
-    #[serde(default)]
-    seconds: Option<serde_json::Value>,
-    #[serde(default)]
-    nanos: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Form {
-    Text(String),
-    Parts(Parts),
-}
-
-fn from_parts(p: &Parts) -> Result<Millis, String> {
-    let err = || "`seconds` must be a whole number of seconds".to_string();
-    let secs: u64 = match &p.seconds {
-        None => 0,
-        Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(err)?,
-        Some(serde_json::Value::String(s)) => s.parse().map_err(|_| err())?,
-        Some(_) => return Err(err()),
-    };
-    let nanos = p.nanos.unwrap_or(0);
+/// as proto-JSON writes an int64, a string. (A visitor, not an untagged
+/// enum: those cost the wasm module tens of KiB.)
+fn from_parts(secs: u64, nanos: u64) -> Result<Millis, String> {
     if nanos >= 1_000_000_000 {
         return Err("`nanos` must be below 1000000000".into());
     }
     if secs > 10 * 365 * 86_400 {
         return Err(format!("{secs} seconds is longer than ten years"));
     }
-    Ok(Millis(secs * 1000 + u64::from(nanos / 1_000_000)))
+    Ok(Millis(secs * 1000 + nanos / 1_000_000))
+}
+
+/// A whole number of seconds, as a number or a string.
+struct Seconds(u64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number of seconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
+                Ok(Seconds(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Seconds, E> {
+                v.parse()
+                    .map(Seconds)
+                    .map_err(|_| E::custom("`seconds` must be a whole number of seconds"))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let form = Form::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a duration such as \"10s\" or {\"seconds\": 10}")
-        })?;
-        match form {
-            Form::Text(text) => parse(&text),
-            Form::Parts(p) => from_parts(&p),
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Millis;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as \"10s\" or {\"seconds\": 10}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Millis, E> {
+                parse(v).map_err(E::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Millis, A::Error> {
+                use serde::de::Error;
+                let (mut secs, mut nanos) = (0u64, 0u64);
+                while let Some(key) = m.next_key::<String>()? {
+                    match key.as_str() {
+                        "seconds" => secs = m.next_value::<Seconds>()?.0,
+                        "nanos" => nanos = u64::from(m.next_value::<u32>()?),
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown field `{other}`, expected `seconds` or `nanos`"
+                            )))
+                        }
+                    }
+                }
+                from_parts(secs, nanos).map_err(A::Error::custom)
+            }
         }
-        .map_err(serde::de::Error::custom)
+        d.deserialize_any(V)
     }
 }
 

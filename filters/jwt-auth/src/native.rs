@@ -132,20 +132,30 @@ pub const RETRY_POLICY: &str = "has no effect: a failed fetch is retried every s
 pub const STAT_PREFIX: &str = "has no effect: stats are named `wasmcustom.jwt_auth.*`";
 
 /// A repeated string field given as one string (`audiences: api`): Envoy's
-/// loader takes it as a list of one, and so do we.
+/// loader takes it as a list of one, and so do we. (A visitor, not an
+/// untagged enum: those cost the wasm module tens of KiB.)
 pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Form {
-        One(String),
-        Many(Vec<String>),
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(vec![s.to_string()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = a.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
     }
-    Form::deserialize(d)
-        .map(|f| match f {
-            Form::One(s) => vec![s],
-            Form::Many(v) => v,
-        })
-        .map_err(|_| D::Error::custom("expected a string or a list of strings"))
+    d.deserialize_any(V)
 }
 
 #[cfg(test)]
@@ -371,6 +381,13 @@ mod tests {
                 json!({}),
                 Refused("providers.p.local_jwks", "inline_string"),
             ),
+            // As Envoy's docs examples write a JWKS: `n` folded over lines.
+            (
+                "local_jwks with line breaks in n",
+                json!({"local_jwks": {"inline_string": folded_jwks()}}),
+                json!({}),
+                Loads(""),
+            ),
             // RemoteJwks
             (
                 "cache_duration as an object",
@@ -444,6 +461,18 @@ mod tests {
                 (Err(e), Want::Loads(_)) => panic!("{name}: refused: {e}"),
             }
         }
+    }
+
+    /// The RSA test key's JWKS with its `n` broken over indented lines.
+    fn folded_jwks() -> String {
+        let mut jwk = Key::get(KeyName::RsaA).jwk();
+        let n = jwk["n"].as_str().unwrap().to_string();
+        let (a, b) = n.split_at(40);
+        jwk["n"] = Value::String("PLACEHOLDER".into());
+        json!({ "keys": [jwk] })
+            .to_string()
+            .replace("PLACEHOLDER", &format!("{a}\n        {b}"))
+            .replace("{\"keys\":", "{\"keys\":\n\t")
     }
 
     fn merge(mut a: Value, b: Value) -> Value {
