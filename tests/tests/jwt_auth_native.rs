@@ -6,6 +6,7 @@ use e2e::envoy::{Envoy, EnvoyOptions};
 use e2e::jwt_tokens::{claims, jwks, raw, TestKey};
 use e2e::servers::EchoUpstream;
 use serde_json::{json, Value};
+use std::path::Path;
 
 const ISS: &str = "https://issuer.test";
 const AUD: &str = "api";
@@ -52,6 +53,20 @@ admin:
   address:
     socket_address: { address: 127.0.0.1, port_value: 9901 }
 "#;
+
+/// Writes `NATIVE_YAML` around this `JwtAuthentication` JSON (no `@type`).
+fn native_config(dir: &Path, filter: &Value) -> String {
+    let mut filter = filter.clone();
+    filter["@type"] =
+        "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication".into();
+    let path = dir.join("native-jwt.yaml");
+    std::fs::write(
+        &path,
+        NATIVE_YAML.replace("FILTER_JSON", &filter.to_string()),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
 
 async fn status(envoy: &Envoy, path: &str, token: Option<&str>) -> u16 {
     let mut req = reqwest::Client::new().get(envoy.url(path));
@@ -228,4 +243,167 @@ async fn same_decisions_as_native_jwt_authn() {
         );
     }
     println!("{table}");
+}
+
+/// The issue that started this: a `local_jwks` mixing RSA, EC and HMAC
+/// (`oct`) keys loads in native `jwt_authn`; it loads in ours too, without
+/// the oct key (HMAC is off unless `algorithms` lists it). The decisions
+/// match, except the HS256 token: native accepts it, we refuse it with
+/// `alg_not_allowed` (documented in the README as stricter).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mixed_local_jwks_loads_in_both_and_decides_alike() {
+    let rsa = TestKey::rsa("rsa-1", 2048).unwrap();
+    let ec = TestKey::p256("ec-1");
+    let hmac = TestKey::hmac("hs-1", &[0x5a; 64]);
+    let filter = json!({
+        "providers": {"mixed": {
+            "issuer": ISS,
+            "audiences": [AUD],
+            "local_jwks": {"inline_string": jwks(&[&rsa, &ec, &hmac])}
+        }},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "mixed"}}]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = EchoUpstream::start().await.unwrap();
+    let native = Envoy::start(
+        EnvoyOptions::new(&native_config(dir.path(), &filter)).upstream(upstream.port()),
+    )
+    .await
+    .unwrap();
+    let ours = Envoy::start(
+        EnvoyOptions::new("jwt-auth.yaml")
+            .upstream(upstream.port())
+            .plugin_config("jwt_auth", filter.to_string()),
+    )
+    .await
+    .unwrap();
+
+    let now = e2e::tokens::now_secs() as i64;
+    let c = |extra: Value| claims(ISS, AUD, "alice", 600, extra);
+    let same = [
+        ("RS256", rsa.token("RS256", &c(json!({}))), 200),
+        ("ES256", ec.token("ES256", &c(json!({}))), 200),
+        (
+            "expired",
+            rsa.token("RS256", &c(json!({"exp": now - 120}))),
+            401,
+        ),
+        (
+            "wrong audience",
+            ec.token("ES256", &c(json!({"aud": "other"}))),
+            403,
+        ),
+    ];
+    for (name, token, want) in &same {
+        let n = status(&native, "/x", Some(token)).await;
+        let o = status(&ours, "/x", Some(token)).await;
+        assert_eq!((n, o), (*want, *want), "{name}: native {n}, ours {o}");
+    }
+    // Stricter, by design: the oct key was skipped at load.
+    let hs = hmac.token("HS256", &c(json!({})));
+    assert_eq!(status(&native, "/x", Some(&hs)).await, 200, "native HS256");
+    let resp = reqwest::Client::new()
+        .get(ours.url("/x"))
+        .header("authorization", format!("Bearer {hs}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401, "ours HS256");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["reason"], "alg_not_allowed", "{body}");
+
+    // One warning at load, naming the provider and the fix, and the counter:
+    // said once per Envoy, though every worker's VM loads the config.
+    let warning = "jwt_auth: provider \"mixed\": 1 oct (HMAC) key in local_jwks skipped: list HS256, HS384 or HS512 in algorithms to use it";
+    let log = ours.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(warning)).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("[warning]"), "{}", lines[0]);
+    let stats = ours.stats().await.unwrap();
+    assert_eq!(stats.custom("jwt_auth.keys.oct_skipped"), 1);
+}
+
+/// Where the Envoy documentation examples are (checked in as data).
+fn docs_examples() -> Vec<std::path::PathBuf> {
+    let dir = e2e::paths::workspace_root().join("tests/data/envoy-docs");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The `jwt_authn` filter's `typed_config` in an Envoy bootstrap, without
+/// `@type`: what an operator pastes into our plugin configuration.
+fn jwt_authn_section(bootstrap: &str) -> Value {
+    let doc: Value = serde_yaml_ng::from_str(bootstrap).unwrap();
+    let filters = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"];
+    let mut section = filters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["typed_config"].clone())
+        .find(|t| {
+            t["@type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("jwt_authn.v3.JwtAuthentication"))
+        })
+        .expect("a jwt_authn filter");
+    section.as_object_mut().unwrap().remove("@type");
+    section
+}
+
+/// Every `jwt_authn` example of Envoy's documentation: native validates it
+/// and our module loads its `jwt_authn` section unchanged, or both refuse
+/// it. (The one both refuse is broken upstream: its `local_jwks` is `{}`;
+/// we would refuse it anyway for `extract_only_without_validation`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_docs_examples_load_in_native_and_ours() {
+    let envoy = e2e::paths::ensure_envoy().unwrap();
+    let upstream = EchoUpstream::start().await.unwrap();
+    let files = docs_examples();
+    assert!(files.len() >= 7, "{files:?}");
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let out = tokio::process::Command::new(&envoy)
+            .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+            .arg(&file)
+            .output()
+            .await
+            .unwrap();
+        let native_log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        let section = jwt_authn_section(&std::fs::read_to_string(&file).unwrap());
+        let opts = EnvoyOptions::new("jwt-auth.yaml")
+            .upstream(upstream.port())
+            .plugin_config("jwt_auth", section.to_string());
+        if name == "jwt-authn-extract-only-rbac.yaml" {
+            assert!(!out.status.success(), "{name}: native accepted it");
+            assert!(
+                native_log.contains("invalid local jwks"),
+                "{name}: {native_log}"
+            );
+            let log = Envoy::start_expecting_failure(opts).await.unwrap();
+            assert!(
+                log.contains("rules[0].requires.extract_only_without_validation: not supported"),
+                "{name}: {log}"
+            );
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "{name}: native refused it: {native_log}"
+        );
+        let ours = Envoy::start(opts)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: ours refused it: {e:#}"));
+        let log = ours.log();
+        assert!(
+            !log.contains("invalid plugin configuration"),
+            "{name}:\n{log}"
+        );
+    }
 }

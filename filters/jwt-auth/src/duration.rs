@@ -1,4 +1,6 @@
-//! Protobuf JSON durations (`"600s"`, `"1.5s"`), as Envoy configs write them.
+//! Protobuf JSON durations (`"600s"`, `"1.5s"`), as Envoy configs write
+//! them, and the object form `{"seconds": 300}` that Envoy's own examples
+//! use (Envoy's loader accepts both).
 
 use serde::{Deserialize, Deserializer};
 
@@ -42,10 +44,72 @@ pub fn parse(text: &str) -> Result<Millis, String> {
     Ok(Millis(secs * 1000 + ms))
 }
 
+/// `{"seconds": 300, "nanos": 500000000}`; `seconds` may be a number or,
+/// as proto-JSON writes an int64, a string. (A visitor, not an untagged
+/// enum: those cost the wasm module tens of KiB.)
+fn from_parts(secs: u64, nanos: u64) -> Result<Millis, String> {
+    if nanos >= 1_000_000_000 {
+        return Err("`nanos` must be below 1000000000".into());
+    }
+    if secs > 10 * 365 * 86_400 {
+        return Err(format!("{secs} seconds is longer than ten years"));
+    }
+    Ok(Millis(secs * 1000 + nanos / 1_000_000))
+}
+
+/// A whole number of seconds, as a number or a string.
+struct Seconds(u64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number of seconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
+                Ok(Seconds(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Seconds, E> {
+                v.parse()
+                    .map(Seconds)
+                    .map_err(|_| E::custom("`seconds` must be a whole number of seconds"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Millis;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as \"10s\" or {\"seconds\": 10}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Millis, E> {
+                parse(v).map_err(E::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Millis, A::Error> {
+                use serde::de::Error;
+                let (mut secs, mut nanos) = (0u64, 0u64);
+                while let Some(key) = m.next_key::<String>()? {
+                    match key.as_str() {
+                        "seconds" => secs = m.next_value::<Seconds>()?.0,
+                        "nanos" => nanos = u64::from(m.next_value::<u32>()?),
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown field `{other}`, expected `seconds` or `nanos`"
+                            )))
+                        }
+                    }
+                }
+                from_parts(secs, nanos).map_err(A::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -73,6 +137,35 @@ mod tests {
             " 1s",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_object_form_envoy_examples_use() {
+        let d =
+            |v: serde_json::Value| serde_json::from_value::<Millis>(v).map_err(|e| e.to_string());
+        for (v, want) in [
+            (serde_json::json!({"seconds": 300}), Ok(Millis(300_000))),
+            (serde_json::json!({"seconds": "300"}), Ok(Millis(300_000))),
+            (
+                serde_json::json!({"seconds": 1, "nanos": 500_000_000}),
+                Ok(Millis(1500)),
+            ),
+            (serde_json::json!({"nanos": 2_000_000}), Ok(Millis(2))),
+            (serde_json::json!("1.5s"), Ok(Millis(1500))),
+        ] {
+            assert_eq!(d(v.clone()), want, "{v}");
+        }
+        for bad in [
+            serde_json::json!({"seconds": -1}),
+            serde_json::json!({"seconds": 1.5}),
+            serde_json::json!({"nanos": 1_000_000_000}),
+            serde_json::json!({"minutes": 1}),
+            serde_json::json!({"seconds": 999_999_999_999u64}),
+            serde_json::json!(10),
+            serde_json::json!("10"),
+        ] {
+            assert!(d(bad.clone()).is_err(), "{bad}");
         }
     }
 }

@@ -535,6 +535,7 @@ pub fn define_metrics(metrics: &mut dyn Metrics) {
         "jwt_auth.jwks.fetch_ok",
         "jwt_auth.jwks.fetch_failed",
         METRIC_SEND_FAILED,
+        crate::config::OCT_SKIPPED_METRIC,
     ] {
         metrics.increment(name, 0);
     }

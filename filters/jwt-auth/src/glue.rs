@@ -111,6 +111,8 @@ impl JwtRoot {
     pub fn new(root_id: u32, config: Rc<Config>) -> Self {
         let mut metrics = ProxyMetrics::default();
         define_metrics(&mut metrics);
+        // Skipped keys and fields without effect: said once per Envoy.
+        config.announce(&mut ProxyShared, &mut metrics, &log);
         JwtRoot {
             root_id,
             worker: Rc::new(RefCell::new(Worker {

@@ -114,11 +114,26 @@ pub struct KeySet {
     pub keys: Vec<Jwk>,
     /// Keys skipped while parsing a remote set, with why (for the log).
     pub skipped: Vec<String>,
+    /// `oct` (HMAC) keys left out because the provider does not enable HMAC
+    /// (see [`KeySet::parse_without_oct`]).
+    pub oct_skipped: usize,
 }
 
 impl KeySet {
     /// Parses a JWKS document (`{"keys":[...]}`).
     pub fn parse(bytes: &[u8], opts: JwksOptions) -> Result<KeySet, String> {
+        Self::parse_inner(bytes, opts, false)
+    }
+
+    /// Parses a JWKS, leaving out every `oct` (HMAC) key unread and
+    /// counting it: native `jwt_authn` loads a set that mixes HMAC and
+    /// public keys, and we load it too, but a provider without HMAC in
+    /// `algorithms` never holds the secret, so it can verify nothing.
+    pub fn parse_without_oct(bytes: &[u8], opts: JwksOptions) -> Result<KeySet, String> {
+        Self::parse_inner(bytes, opts, true)
+    }
+
+    fn parse_inner(bytes: &[u8], opts: JwksOptions, skip_oct: bool) -> Result<KeySet, String> {
         if bytes.len() > MAX_JWKS_BYTES {
             return Err(format!("JWKS is larger than {MAX_JWKS_BYTES} bytes"));
         }
@@ -133,6 +148,10 @@ impl KeySet {
         }
         let mut set = KeySet::default();
         for (i, k) in keys.iter().enumerate() {
+            if skip_oct && k.get("kty").and_then(Value::as_str) == Some("oct") {
+                set.oct_skipped += 1;
+                continue;
+            }
             match parse_jwk(k, opts) {
                 Ok(Some(jwk)) => set.keys.push(jwk),
                 Ok(None) => {}
@@ -143,6 +162,10 @@ impl KeySet {
         if set.keys.is_empty() {
             return Err(match set.skipped.first() {
                 Some(first) => format!("JWKS has no usable key ({first})"),
+                None if set.oct_skipped > 0 => format!(
+                    "JWKS has no usable key: its {} oct (HMAC) key(s) need HS256, HS384 or HS512 in `algorithms`",
+                    set.oct_skipped
+                ),
                 None => "JWKS has no usable key".to_string(),
             });
         }
@@ -174,8 +197,17 @@ fn text<'a>(k: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, St
     }
 }
 
+/// A base64url member. Whitespace is skipped, as Envoy's decoder does:
+/// Envoy's own examples fold a long `n` over several YAML lines.
 fn bytes(k: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
     let s = text(k, name)?.ok_or_else(|| format!("`{name}` is missing"))?;
+    let compact: String;
+    let s = if s.bytes().any(|b| b.is_ascii_whitespace()) {
+        compact = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        compact.as_str()
+    } else {
+        s
+    };
     B64.decode(s.trim_end_matches('='))
         .map_err(|_| format!("`{name}` is not base64url"))
 }
@@ -345,6 +377,38 @@ mod tests {
         assert_eq!(set.skipped.len(), 3);
         let err = KeySet::parse(doc.as_bytes(), STRICT).unwrap_err();
         assert!(err.starts_with("keys[1]: RSA key has 1024 bits"), "{err}");
+    }
+
+    #[test]
+    fn oct_keys_can_be_left_out_unread() {
+        let rsa = Key::get(KeyName::RsaA).jwk();
+        let oct = Key::get(KeyName::Hmac).jwk();
+        // Even a key that would not parse (too short) is only counted.
+        let short = serde_json::json!({"kty": "oct", "kid": "short", "k": "c2hvcnQ"});
+        // (keys, Ok((usable, oct skipped)) or Err(part of the message))
+        type Case = (Vec<serde_json::Value>, Result<(usize, usize), &'static str>);
+        let cases: [Case; 4] = [
+            (vec![rsa.clone(), oct.clone(), short.clone()], Ok((1, 2))),
+            (vec![rsa.clone()], Ok((1, 0))),
+            (vec![oct.clone(), short.clone()], Err("need HS256")),
+            (
+                vec![rsa.clone(), serde_json::json!({"kty": "EC"})],
+                Err("keys[1]"),
+            ),
+        ];
+        for (keys, want) in cases {
+            let doc = serde_json::json!({ "keys": keys }).to_string();
+            let got = KeySet::parse_without_oct(doc.as_bytes(), STRICT)
+                .map(|s| (s.keys.len(), s.oct_skipped));
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{doc}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{doc}: {e}"),
+                (g, w) => panic!("{doc}: got {g:?}, want {w:?}"),
+            }
+        }
+        // The plain parse still reads (and here refuses) the short key.
+        let doc = serde_json::json!({ "keys": [rsa, oct, short] }).to_string();
+        assert!(KeySet::parse(doc.as_bytes(), STRICT).is_err());
     }
 
     #[test]

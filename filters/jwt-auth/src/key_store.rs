@@ -27,6 +27,9 @@ pub struct ProviderKeys {
     /// Bumped when the set's content changes (invalidates cached tokens).
     pub version: u64,
     remote: Option<Remote>,
+    /// Uses the keys of this provider instead (a `provider_and_audiences`
+    /// copy): one fetch and one set for both.
+    alias: Option<usize>,
 }
 
 /// What an in-flight call fetches.
@@ -110,6 +113,11 @@ impl KeyStore {
                     set: Some(set.clone()),
                     version: 1,
                     remote: None,
+                    alias: None,
+                },
+                Keys::SameAs(of) => ProviderKeys {
+                    alias: Some(*of),
+                    ..ProviderKeys::default()
                 },
                 Keys::Remote(r) => {
                     let (record_key, lease_key) = keys_for(&p.name, r);
@@ -131,6 +139,7 @@ impl KeyStore {
                             refetch_wanted: None,
                             last_forced: 0,
                         }),
+                        alias: None,
                     }
                 }
             })
@@ -138,24 +147,34 @@ impl KeyStore {
         KeyStore { providers }
     }
 
+    /// The provider whose keys `provider` uses (itself, unless a copy).
+    fn owner(&self, provider: usize) -> usize {
+        self.providers
+            .get(provider)
+            .and_then(|p| p.alias)
+            .unwrap_or(provider)
+    }
+
     pub fn set(&self, provider: usize) -> Option<&Rc<KeySet>> {
-        self.providers.get(provider)?.set.as_ref()
+        self.providers.get(self.owner(provider))?.set.as_ref()
     }
 
     pub fn version(&self, provider: usize) -> u64 {
-        self.providers.get(provider).map_or(0, |p| p.version)
+        self.providers
+            .get(self.owner(provider))
+            .map_or(0, |p| p.version)
     }
 
     pub fn is_remote(&self, provider: usize) -> bool {
         self.providers
-            .get(provider)
+            .get(self.owner(provider))
             .is_some_and(|p| p.remote.is_some())
     }
 
     /// How long a request may wait for this provider's keys (nanoseconds).
     pub fn wait_for(&self, provider: usize) -> u64 {
         self.providers
-            .get(provider)
+            .get(self.owner(provider))
             .and_then(|p| p.remote.as_ref())
             .map_or(0, |r| r.cfg.timeout.nanos())
     }
@@ -173,9 +192,10 @@ impl KeyStore {
     /// if one is pending (the request may wait for it), `false` if the rate
     /// limit refuses (the request is rejected now).
     pub fn request_refetch(&mut self, provider: usize, now: u64) -> bool {
+        let owner = self.owner(provider);
         let Some(r) = self
             .providers
-            .get_mut(provider)
+            .get_mut(owner)
             .and_then(|p| p.remote.as_mut())
         else {
             return false;

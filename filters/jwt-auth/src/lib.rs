@@ -23,6 +23,7 @@ pub mod host_crypto;
 pub mod jws;
 pub mod key_set;
 pub mod key_store;
+pub mod native;
 pub mod requirements;
 pub mod response;
 #[cfg(feature = "schema")]

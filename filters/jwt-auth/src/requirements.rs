@@ -1,6 +1,7 @@
 //! Which providers a rule requires, with Envoy's `JwtRequirement` semantics:
-//! `provider_name`, `requires_any`, `requires_all`, `allow_missing`,
-//! `allow_missing_or_failed`, nested as deep as needed.
+//! `provider_name`, `provider_and_audiences`, `requires_any`,
+//! `requires_all`, `allow_missing`, `allow_missing_or_failed`, nested as
+//! deep as needed.
 
 use crate::status::Reason;
 use filter_common::ConfigError;
@@ -15,6 +16,9 @@ pub struct RequirementJson {
     /// A valid token from this provider is required.
     #[serde(default)]
     pub provider_name: Option<String>,
+    /// As `provider_name`, with these audiences instead of the provider's.
+    #[serde(default)]
+    pub provider_and_audiences: Option<ProviderWithAudiences>,
     /// At least one of these requirements must pass.
     #[serde(default)]
     pub requires_any: Option<RequirementList>,
@@ -27,6 +31,23 @@ pub struct RequirementJson {
     /// `{}`: always passes; a valid token still yields an identity.
     #[serde(default)]
     pub allow_missing_or_failed: Option<Empty>,
+    /// Refused: claims of unverified tokens are never forwarded.
+    #[serde(
+        default,
+        deserialize_with = "crate::native::extract_only_without_validation"
+    )]
+    pub extract_only_without_validation: Option<crate::native::Refused>,
+}
+
+/// Envoy's `ProviderWithAudiences`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderWithAudiences {
+    pub provider_name: String,
+    /// Replace the provider's `audiences` for this requirement (empty: the
+    /// provider's own, as in Envoy).
+    #[serde(default, deserialize_with = "crate::native::one_or_many")]
+    pub audiences: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -48,8 +69,53 @@ pub enum Requirement {
     Provider(usize),
     Any(Vec<Requirement>),
     All(Vec<Requirement>),
-    AllowMissing,
-    AllowMissingOrFailed,
+    /// Judged by the first `n` providers: those configured, not the copies
+    /// made for `provider_and_audiences` (Envoy does the same).
+    AllowMissing(usize),
+    AllowMissingOrFailed(usize),
+}
+
+/// Provider names to indices while requirements compile. A
+/// `provider_and_audiences` with its own audiences gets an index past the
+/// configured providers; the config then adds a copy of that provider with
+/// those audiences there (see [`ProviderIndex::overrides`]).
+#[derive(Debug, Clone, Default)]
+pub struct ProviderIndex {
+    names: BTreeMap<String, usize>,
+    /// `(configured provider, audiences)`, for indices `configured + i`.
+    pub overrides: Vec<(usize, Vec<String>)>,
+}
+
+impl ProviderIndex {
+    pub fn new(names: BTreeMap<String, usize>) -> Self {
+        ProviderIndex {
+            names,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// How many providers are configured.
+    pub fn configured(&self) -> usize {
+        self.names.len()
+    }
+
+    fn resolve(&mut self, name: &str, audiences: &[String]) -> Option<usize> {
+        let p = *self.names.get(name)?;
+        if audiences.is_empty() {
+            return Some(p);
+        }
+        let mut auds = audiences.to_vec();
+        auds.sort();
+        auds.dedup();
+        let i = match self.overrides.iter().position(|o| *o == (p, auds.clone())) {
+            Some(i) => i,
+            None => {
+                self.overrides.push((p, auds));
+                self.overrides.len() - 1
+            }
+        };
+        Some(self.configured() + i)
+    }
 }
 
 /// Nesting deeper than this is refused (it only costs stack).
@@ -57,13 +123,13 @@ const MAX_DEPTH: usize = 8;
 
 impl RequirementJson {
     /// Resolves provider names; errors are relative to this requirement.
-    pub fn compile(&self, providers: &BTreeMap<String, usize>) -> Result<Requirement, ConfigError> {
+    pub fn compile(&self, providers: &mut ProviderIndex) -> Result<Requirement, ConfigError> {
         self.compile_at(providers, 0)
     }
 
     fn compile_at(
         &self,
-        providers: &BTreeMap<String, usize>,
+        providers: &mut ProviderIndex,
         depth: usize,
     ) -> Result<Requirement, ConfigError> {
         if depth > MAX_DEPTH {
@@ -74,6 +140,7 @@ impl RequirementJson {
         }
         let set = [
             self.provider_name.is_some(),
+            self.provider_and_audiences.is_some(),
             self.requires_any.is_some(),
             self.requires_all.is_some(),
             self.allow_missing.is_some(),
@@ -82,18 +149,38 @@ impl RequirementJson {
         if set.iter().filter(|b| **b).count() != 1 {
             return Err(ConfigError::at(
                 "",
-                "give exactly one of provider_name, requires_any, requires_all, allow_missing, allow_missing_or_failed",
+                "give exactly one of provider_name, provider_and_audiences, requires_any, requires_all, allow_missing, allow_missing_or_failed",
             ));
         }
         if let Some(name) = &self.provider_name {
             return providers
-                .get(name)
-                .map(|i| Requirement::Provider(*i))
+                .resolve(name, &[])
+                .map(Requirement::Provider)
                 .ok_or_else(|| {
                     ConfigError::at("provider_name", format!("no provider named `{name}`"))
                 });
         }
-        let list = |l: &RequirementList, field: &str| -> Result<Vec<Requirement>, ConfigError> {
+        if let Some(pa) = &self.provider_and_audiences {
+            if pa.audiences.iter().any(String::is_empty) {
+                return Err(ConfigError::at(
+                    "provider_and_audiences.audiences",
+                    "must not hold an empty audience",
+                ));
+            }
+            let name = &pa.provider_name;
+            return providers
+                .resolve(name, &pa.audiences)
+                .map(Requirement::Provider)
+                .ok_or_else(|| {
+                    ConfigError::at(
+                        "provider_and_audiences.provider_name",
+                        format!("no provider named `{name}`"),
+                    )
+                });
+        }
+        let mut list = |l: &RequirementList,
+                        field: &str|
+         -> Result<Vec<Requirement>, ConfigError> {
             if l.requirements.len() < 2 {
                 return Err(ConfigError::at(
                     format!("{field}.requirements"),
@@ -115,10 +202,11 @@ impl RequirementJson {
         if let Some(l) = &self.requires_all {
             return list(l, "requires_all").map(Requirement::All);
         }
+        let configured = providers.configured();
         if self.allow_missing.is_some() {
-            return Ok(Requirement::AllowMissing);
+            return Ok(Requirement::AllowMissing(configured));
         }
-        Ok(Requirement::AllowMissingOrFailed)
+        Ok(Requirement::AllowMissingOrFailed(configured))
     }
 }
 
@@ -191,14 +279,15 @@ impl Requirement {
                 }
                 Outcome::Allowed(all)
             }
-            Requirement::AllowMissing | Requirement::AllowMissingOrFailed => {
+            Requirement::AllowMissing(configured)
+            | Requirement::AllowMissingOrFailed(configured) => {
                 // Every provider's locations are searched; a token is judged
                 // by the providers whose issuer it names.
                 let mut verified = Vec::new();
                 let mut need_keys = false;
                 let mut failed = None;
                 let mut foreign = false;
-                for p in 0..providers {
+                for p in 0..providers.min(*configured) {
                     match verify(p) {
                         ProviderOutcome::Verified(v) => verified.push(v),
                         ProviderOutcome::NeedKeys => need_keys = true,
@@ -212,7 +301,7 @@ impl Requirement {
                     Outcome::Allowed(verified)
                 } else if need_keys {
                     Outcome::NeedKeys
-                } else if let (Some(r), Requirement::AllowMissing) = (failure, self) {
+                } else if let (Some(r), Requirement::AllowMissing(_)) = (failure, self) {
                     Outcome::Failed(r)
                 } else {
                     Outcome::Allowed(Vec::new())
@@ -228,7 +317,9 @@ impl Requirement {
             Requirement::Any(l) | Requirement::All(l) => {
                 l.iter().for_each(|r| r.providers(all, out));
             }
-            Requirement::AllowMissing | Requirement::AllowMissingOrFailed => out.extend(0..all),
+            Requirement::AllowMissing(n) | Requirement::AllowMissingOrFailed(n) => {
+                out.extend(0..all.min(*n));
+            }
         }
     }
 }
@@ -240,12 +331,17 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
+    fn index() -> ProviderIndex {
+        ProviderIndex::new(
+            [("a".to_string(), 0), ("b".to_string(), 1)]
+                .into_iter()
+                .collect(),
+        )
+    }
+
     fn compile(v: serde_json::Value) -> Result<Requirement, ConfigError> {
-        let providers: BTreeMap<String, usize> = [("a".to_string(), 0), ("b".to_string(), 1)]
-            .into_iter()
-            .collect();
         let r: RequirementJson = serde_json::from_value(v).unwrap();
-        r.compile(&providers)
+        r.compile(&mut index())
     }
 
     type O = ProviderOutcome<&'static str>;
@@ -266,7 +362,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             any,
-            Requirement::Any(vec![Requirement::Provider(0), Requirement::AllowMissing])
+            Requirement::Any(vec![Requirement::Provider(0), Requirement::AllowMissing(2)])
         );
         let e = compile(
             json!({"requires_all":{"requirements":[{"provider_name":"a"},{"provider_name":"zz"}]}}),
@@ -277,7 +373,74 @@ mod tests {
         assert!(compile(json!({"provider_name":"a","allow_missing":{}})).is_err());
         let r: Result<RequirementJson, _> =
             serde_json::from_value(json!({"provider_and_audiences":{}}));
-        assert!(r.is_err());
+        assert!(r.is_err(), "provider_name is required");
+        let r: Result<RequirementJson, _> =
+            serde_json::from_value(json!({"extract_only_without_validation":{}}));
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .contains("allow_missing_or_failed"));
+    }
+
+    #[test]
+    fn provider_and_audiences_get_their_own_index() {
+        let mut idx = index();
+        let c = |v: serde_json::Value, idx: &mut ProviderIndex| {
+            serde_json::from_value::<RequirementJson>(v)
+                .unwrap()
+                .compile(idx)
+        };
+        let cases = [
+            // Empty audiences: the provider itself, as in Envoy.
+            (
+                json!({"provider_and_audiences": {"provider_name": "b"}}),
+                Ok(1),
+            ),
+            (
+                json!({"provider_and_audiences": {"provider_name": "a", "audiences": ["x", "y"]}}),
+                Ok(2),
+            ),
+            // The same set (in any order) shares the index.
+            (
+                json!({"provider_and_audiences": {"provider_name": "a", "audiences": ["y", "x", "x"]}}),
+                Ok(2),
+            ),
+            (
+                json!({"provider_and_audiences": {"provider_name": "b", "audiences": ["x", "y"]}}),
+                Ok(3),
+            ),
+            (
+                json!({"provider_and_audiences": {"provider_name": "zz", "audiences": ["x"]}}),
+                Err("provider_and_audiences.provider_name"),
+            ),
+            (
+                json!({"provider_and_audiences": {"provider_name": "a", "audiences": [""]}}),
+                Err("provider_and_audiences.audiences"),
+            ),
+            (
+                json!({"provider_name": "a", "provider_and_audiences": {"provider_name": "a"}}),
+                Err(""),
+            ),
+        ];
+        for (v, want) in cases {
+            match (c(v.clone(), &mut idx), want) {
+                (Ok(Requirement::Provider(i)), Ok(w)) => assert_eq!(i, w, "{v}"),
+                (Err(e), Err(path)) => assert_eq!(e.path, path, "{v}: {e}"),
+                (got, want) => panic!("{v}: got {got:?}, want {want:?}"),
+            }
+        }
+        assert_eq!(
+            idx.overrides,
+            [
+                (0, vec!["x".to_string(), "y".to_string()]),
+                (1, vec!["x".to_string(), "y".to_string()])
+            ]
+        );
+        // allow_missing still judges by the two configured providers only.
+        let m = c(json!({"allow_missing": {}}), &mut idx).unwrap();
+        let mut seen = Vec::new();
+        m.providers(4, &mut seen);
+        assert_eq!(seen, [0, 1]);
     }
 
     #[test]
@@ -318,7 +481,7 @@ mod tests {
         assert_eq!(eval(&all, NeedKeys, Missing), Outcome::Missing);
         assert_eq!(eval(&all, NeedKeys, Verified("b")), Outcome::NeedKeys);
 
-        let m = Requirement::AllowMissing;
+        let m = Requirement::AllowMissing(2);
         assert_eq!(eval(&m, Missing, Missing), Outcome::Allowed(vec![]));
         assert_eq!(
             eval(&m, Failed(Reason::BadSignature), Missing),
@@ -336,7 +499,7 @@ mod tests {
             ),
             Outcome::Failed(Reason::IssuerMismatch)
         );
-        let mf = Requirement::AllowMissingOrFailed;
+        let mf = Requirement::AllowMissingOrFailed(2);
         assert_eq!(
             eval(&mf, Failed(Reason::BadSignature), Missing),
             Outcome::Allowed(vec![])
@@ -348,7 +511,8 @@ mod tests {
         assert_eq!(eval(&mf, NeedKeys, Missing), Outcome::NeedKeys);
 
         // The common "optional token" idiom.
-        let optional = Requirement::Any(vec![Requirement::Provider(0), Requirement::AllowMissing]);
+        let optional =
+            Requirement::Any(vec![Requirement::Provider(0), Requirement::AllowMissing(2)]);
         assert_eq!(eval(&optional, Missing, Missing), Outcome::Allowed(vec![]));
         assert_eq!(
             eval(&optional, Failed(Reason::Expired), Missing),
