@@ -436,7 +436,7 @@ mod tests {
             None,
         );
         assert!(
-            matches!(&out[0].1, Outcome::Refused(l) if l == "jwt_auth: invalid plugin configuration: rules[0].name: unknown field `name`, expected one of `match`, `requires`, `authorization`, `peer_principals`"),
+            matches!(&out[0].1, Outcome::Refused(l) if l == "jwt_auth: invalid plugin configuration: rules[0].name: unknown field `name`, expected one of `match`, `requires`, `requirement_name`, `authorization`, `peer_principals`"),
             "{out:?}"
         );
         // Two documents, the second with a module we cannot tell.

@@ -40,10 +40,7 @@ const BAD: &[(&str, &str)] = &[
         "providers.a.remote_jwks.http_uri.cluster",
     ),
     ("jwt-auth.missing-match", "rules[0].match"),
-    (
-        "jwt-auth.unknown-field-jwt-cache-config",
-        "providers.a.jwt_cache_config",
-    ),
+    ("jwt-auth.unknown-field-jwt-cache", "providers.a.jwt_cache"),
     ("jwt-auth.wrong-type-audiences", "providers.a.audiences"),
     ("rate-limit.bad-enum-unit", "rules[0].limit.unit"),
     ("rate-limit.bad-key-source", "rules[0].key[0]"),

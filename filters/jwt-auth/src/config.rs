@@ -75,6 +75,10 @@ pub struct ProviderJson {
     /// The token's `aud` (a string or an array) must contain one of these.
     /// Unchecked when empty.
     #[serde(default, deserialize_with = "native::one_or_many")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::one_or_many")
+    )]
     pub audiences: Vec<String>,
     /// Keys given inline: `{"inline_string": "<JWKS JSON>"}`.
     #[serde(default)]
@@ -93,9 +97,17 @@ pub struct ProviderJson {
     pub from_headers: Vec<FromHeaderJson>,
     /// Query parameters holding the token.
     #[serde(default, deserialize_with = "native::one_or_many")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::one_or_many")
+    )]
     pub from_params: Vec<String>,
     /// Cookies holding the token.
     #[serde(default, deserialize_with = "native::one_or_many")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::one_or_many")
+    )]
     pub from_cookies: Vec<String>,
     /// Keep the token in the request sent upstream (default: removed from
     /// its header or query parameter once verified).

@@ -103,6 +103,7 @@ refuse_true!(
 /// Envoy's `JwtCacheConfig`: accepted, no effect. Our verified-token cache
 /// is always on (sized with the top-level `token_cache`).
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JwtCacheConfigJson {
     #[serde(default)]
@@ -115,6 +116,7 @@ pub struct JwtCacheConfigJson {
 /// ahead, once for all workers; requests that come before the first set
 /// wait for it, then get 503 (never let through).
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AsyncFetchJson {
     #[serde(default)]

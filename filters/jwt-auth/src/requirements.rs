@@ -41,12 +41,17 @@ pub struct RequirementJson {
 
 /// Envoy's `ProviderWithAudiences`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderWithAudiences {
     pub provider_name: String,
     /// Replace the provider's `audiences` for this requirement (empty: the
     /// provider's own, as in Envoy).
     #[serde(default, deserialize_with = "crate::native::one_or_many")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::schema::one_or_many")
+    )]
     pub audiences: Vec<String>,
 }
 
