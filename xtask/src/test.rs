@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every check, in order, failing loudly. This is what
 //! CI runs (`.ci/run`).
 
-use crate::tools::{cargo, has, root, run, run_tests, Tally};
+use crate::tools::{apt_install, cargo, has, root, run, run_tests, Tally};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
@@ -142,28 +142,14 @@ fn ensure_wasm_bindgen_runner(version: &str) -> Result<String> {
 /// Debian packages the end-to-end tests start: `docker-registry`
 /// (distribution 2.8, for the OCI round trip in tests/tests/oci.rs).
 fn ensure_debian_packages() -> Result<()> {
-    if std::path::Path::new(e2e::registry::REGISTRY_BIN).is_file() {
+    let registry = e2e::registry::REGISTRY_BIN;
+    if std::path::Path::new(registry).is_file() {
         return Ok(());
     }
-    let install = e2e::registry::INSTALL;
-    eprintln!(
-        "{} is missing; installing it: {install}",
-        e2e::registry::REGISTRY_BIN
-    );
-    run("apt-get update", Command::new("apt-get").arg("update"))
-        .with_context(|| format!("install it yourself: {install}"))?;
-    run(
-        "apt-get install -y docker-registry",
-        Command::new("apt-get")
-            .args(["install", "-y", "docker-registry"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .with_context(|| format!("install it yourself: {install}"))?;
-    if !std::path::Path::new(e2e::registry::REGISTRY_BIN).is_file() {
-        bail!(
-            "{} is still missing after `{install}`",
-            e2e::registry::REGISTRY_BIN
-        );
+    eprintln!("{registry} is missing; installing the docker-registry package");
+    apt_install("docker-registry")?;
+    if !std::path::Path::new(registry).is_file() {
+        bail!("{registry} is still missing after installing docker-registry");
     }
     Ok(())
 }

@@ -78,6 +78,29 @@ pub fn run_tests(step: &str, cmd: &mut Command, tally: &mut Tally) -> Result<()>
     Ok(())
 }
 
+/// Installs a Debian package with apt-get, refreshing the package lists
+/// only when the first try fails; fails naming the command to run by hand.
+pub fn apt_install(package: &str) -> Result<()> {
+    let by_hand = format!("apt-get update && apt-get install -y {package}");
+    let install = || {
+        run(
+            &format!("apt-get install -y -q {package}"),
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", package])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    install()
+        .or_else(|_| {
+            run(
+                "apt-get update -q",
+                Command::new("apt-get").args(["update", "-q"]),
+            )?;
+            install()
+        })
+        .with_context(|| format!("{package} is needed: install it with `{by_hand}`"))
+}
+
 /// Is a program on PATH (and does it run)?
 pub fn has(program: &str, version_arg: &str) -> Option<String> {
     let out = Command::new(program).arg(version_arg).output().ok()?;

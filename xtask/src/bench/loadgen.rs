@@ -4,7 +4,7 @@
 //! coordinated-omission correction.
 
 use super::workloads::{Workload, PATH};
-use crate::tools::{has, run};
+use crate::tools::{apt_install, has, run};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -20,16 +20,7 @@ pub const ENVOY_CORE: &str = "0";
 /// Installs `wrk` with apt and `oha` with cargo when they are missing.
 pub fn ensure_tools() -> Result<()> {
     if !runs("wrk", "-v") {
-        let apt = |args: &[&str]| {
-            run(
-                &format!("apt-get {}", args.join(" ")),
-                Command::new("apt-get").args(args),
-            )
-        };
-        if apt(&["install", "-y", "-q", "wrk"]).is_err() {
-            apt(&["update", "-q"])?;
-            apt(&["install", "-y", "-q", "wrk"])?;
-        }
+        apt_install("wrk")?;
     }
     if has("oha", "--version").is_none() {
         run(
