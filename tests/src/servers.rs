@@ -340,6 +340,29 @@ impl Collector {
     pub fn all_bytes(&self) -> Vec<u8> {
         self.received().into_iter().flat_map(|r| r.body).collect()
     }
+    /// Every NDJSON event received so far (lines that are not JSON are skipped).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&self.all_bytes())
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+    /// [`Collector::events`] once `want` holds of them, or after 10 s
+    /// whatever they are (the caller's assertion then says what is missing).
+    pub async fn events_until(
+        &self,
+        want: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            out = self.events();
+            if want(&out) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        out
+    }
     /// The requests it answered with a 2xx (what a sender may count as
     /// delivered), in arrival order.
     pub fn accepted(&self) -> Vec<Received> {

@@ -9,7 +9,6 @@ use e2e::servers::{Collector, EchoUpstream, JwksServer};
 use e2e::tokens::RsaIssuer;
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 const ISSUER: &str = "https://issuer.demo.local";
 const AUDIENCE: &str = "demo-api";
@@ -59,18 +58,7 @@ async fn send(w: &World, method: Method, path: &str, token: Option<&str>) -> (u1
 }
 
 async fn events(c: &Collector, min: usize) -> Vec<Value> {
-    let mut out = Vec::new();
-    for _ in 0..100 {
-        out = String::from_utf8_lossy(&c.all_bytes())
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if out.len() >= min {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    out
+    c.events_until(|es| es.len() >= min).await
 }
 
 async fn scenario(config: &str) {

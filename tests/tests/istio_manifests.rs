@@ -317,17 +317,7 @@ fn cel_errors(spec: &Value) -> Vec<String> {
             }
         }
     }
-    let mut refs: Vec<(String, &Value)> = Vec::new();
-    if let Some(r) = spec.get("targetRef") {
-        refs.push(("spec.targetRef".into(), r));
-    }
-    if let Some(Value::Array(rs)) = spec.get("targetRefs") {
-        refs.extend(
-            rs.iter()
-                .enumerate()
-                .map(|(i, r)| (format!("spec.targetRefs[{i}]"), r)),
-        );
-    }
+    let refs = target_refs(spec);
     for (at, r) in &refs {
         if r.get("namespace")
             .and_then(Value::as_str)
@@ -399,8 +389,8 @@ const TARGET_KINDS: [(&str, &str); 4] = [
     ("gateway.networking.k8s.io", "GatewayClass"),
 ];
 
-fn webhook_errors(spec: &Value) -> Vec<String> {
-    let mut errs = Vec::new();
+/// `spec.targetRef` and every `spec.targetRefs[i]`, each with its path.
+fn target_refs(spec: &Value) -> Vec<(String, &Value)> {
     let mut refs: Vec<(String, &Value)> = Vec::new();
     if let Some(r) = spec.get("targetRef") {
         refs.push(("spec.targetRef".into(), r));
@@ -412,6 +402,12 @@ fn webhook_errors(spec: &Value) -> Vec<String> {
                 .map(|(i, r)| (format!("spec.targetRefs[{i}]"), r)),
         );
     }
+    refs
+}
+
+fn webhook_errors(spec: &Value) -> Vec<String> {
+    let mut errs = Vec::new();
+    let refs = target_refs(spec);
     for (at, r) in &refs {
         let group = r.get("group").and_then(Value::as_str).unwrap_or("");
         let group = if group.is_empty() { "core" } else { group };
@@ -1316,7 +1312,6 @@ mod in_envoy {
     use e2e::servers::{Canned, Collector, EchoUpstream, JwksServer};
     use e2e::tokens::RsaIssuer;
     use reqwest::{Client, Method};
-    use std::time::Duration;
 
     const JWKS_PATH: &str = "/.well-known/jwks.json";
 
@@ -1331,22 +1326,6 @@ mod in_envoy {
             req = req.bearer_auth(t);
         }
         req.send().await.unwrap()
-    }
-
-    /// The audit events posted so far (waits until `want` holds, at most 10 s).
-    async fn events_until(c: &Collector, want: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let mut out = Vec::new();
-        for _ in 0..100 {
-            out = String::from_utf8_lossy(&c.all_bytes())
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            if want(&out) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        out
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1449,7 +1428,7 @@ mod in_envoy {
         let denied = |e: &Value| {
             e["url"]["path"] == "/api/orders" && e["http"]["response"]["status_code"] == 401
         };
-        let events = events_until(&collector, |es| es.iter().any(denied)).await;
+        let events = collector.events_until(|es| es.iter().any(denied)).await;
         assert!(events.iter().any(denied), "{events:?}");
         let posts = collector.received();
         assert_eq!(posts[0].path, "/ingest");

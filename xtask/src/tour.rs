@@ -8,7 +8,6 @@ use e2e::servers::Collector;
 use e2e::tokens::RsaIssuer;
 use reqwest::{Client, Method, Response};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 pub async fn run(envoy: &Envoy, issuer: &RsaIssuer, collector: &Collector) -> Result<()> {
     let client = Client::new();
@@ -93,7 +92,7 @@ pub async fn run(envoy: &Envoy, issuer: &RsaIssuer, collector: &Collector) -> Re
     println!("   body: {text}");
 
     step("6. the audit events of the tour (posted by Envoy to the local collector)");
-    let events = wait_for_events(collector, 6).await;
+    let events = collector.events_until(|es| es.len() >= 6).await;
     for e in &events {
         println!(
             "   {:<4} {:<7} {:<14} status={} jwt={}/{} rate_limit={}/{} user={}",
@@ -148,20 +147,4 @@ async fn expect(r: Response, status: u16) -> Result<Response> {
         bail!("expected {status}, got {got}: {body}");
     }
     Ok(r)
-}
-
-/// The events received so far, once at least `min` arrived (or 10 s passed).
-async fn wait_for_events(collector: &Collector, min: usize) -> Vec<Value> {
-    let mut events = Vec::new();
-    for _ in 0..50 {
-        events = String::from_utf8_lossy(&collector.all_bytes())
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .collect();
-        if events.len() >= min {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    events
 }
