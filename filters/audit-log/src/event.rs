@@ -394,9 +394,7 @@ pub fn build(
     let jwt = ctx.jwt.clone();
     let rate_limit = ctx.rate_limit.clone();
     let status = info.response_code.filter(|c| *c > 0);
-    let jwt_denied = jwt
-        .as_ref()
-        .filter(|j| j.outcome == "denied" || j.outcome == "error");
+    let jwt_denied = jwt.as_ref().filter(|j| j.outcome.refused());
     let limited = rate_limit.as_ref().filter(|r| r.refused());
     let outcome = match status {
         _ if jwt_denied.is_some() || limited.is_some() => "failure",
@@ -406,7 +404,7 @@ pub fn build(
     };
     let reason = if let Some(j) = jwt_denied {
         Some(if j.reason.is_empty() {
-            j.outcome.clone()
+            j.outcome.label().to_string()
         } else {
             j.reason.clone()
         })
@@ -661,7 +659,7 @@ mod tests {
                 claims,
             }),
             jwt: Some(JwtDecision {
-                outcome: "denied".into(),
+                outcome: filter_common::JwtOutcome::Denied,
                 reason: "insufficient_scope".into(),
                 status: Some(403),
             }),
@@ -729,12 +727,12 @@ mod tests {
                 claims,
             }),
             jwt: Some(JwtDecision {
-                outcome: "allowed".into(),
+                outcome: filter_common::JwtOutcome::Allowed,
                 reason: "ok".into(),
                 status: Some(200),
             }),
             rate_limit: Some(RateLimitDecision {
-                outcome: "invalid".into(),
+                outcome: filter_common::RateLimitOutcome::Invalid,
                 rule: Some("r".into()),
                 reason: "ambiguous_key".into(),
             }),
@@ -782,7 +780,7 @@ mod tests {
         };
         let ctx = RequestContext {
             rate_limit: Some(RateLimitDecision {
-                outcome: "limited".into(),
+                outcome: filter_common::RateLimitOutcome::Limited,
                 rule: Some("per_user".into()),
                 reason: "over_limit".into(),
             }),
@@ -792,7 +790,7 @@ mod tests {
         assert_eq!(e["event"]["reason"], "rate_limited");
         let mut invalid = ctx.clone();
         invalid.rate_limit = Some(RateLimitDecision {
-            outcome: "invalid".into(),
+            outcome: filter_common::RateLimitOutcome::Invalid,
             rule: Some("per_key".into()),
             reason: "ambiguous_key".into(),
         });

@@ -422,7 +422,7 @@ mod tests {
         let mut ctx = RequestContext::default();
         fill_from_filter_state(&h, &mut ctx);
         assert_eq!(ctx.identity.unwrap().subject, "s");
-        assert_eq!(ctx.jwt.unwrap().outcome, "allowed");
+        assert_eq!(ctx.jwt.unwrap().outcome.label(), "allowed");
         assert!(ctx.rate_limit.is_none());
     }
 }

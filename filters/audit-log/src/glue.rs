@@ -6,9 +6,9 @@ use crate::filter::{define_metrics, fill_from_filter_state, AuditLog, RequestAud
 use crate::hash_chain::hex;
 use crate::queue::Dispatch;
 use crate::{Config, FILTER_NAME};
-use filter_common::abi;
+use filter_common::host::{StatId, StatKind};
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics};
-use filter_common::{HeaderSnapshot, HttpHost, Metrics, RequestContext, RequestInfo};
+use filter_common::{HeaderSnapshot, HostError, HttpHost, Metrics, RequestContext, RequestInfo};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
@@ -30,9 +30,25 @@ pub fn register() {
 pub struct WorkerMetrics {
     inner: ProxyMetrics,
     gauges: HashMap<String, (u32, u64)>,
+    /// This worker's last value of each gauge defined by id.
+    recorded: HashMap<u32, u64>,
 }
 
 impl Metrics for WorkerMetrics {
+    fn define(&mut self, kind: StatKind, name: &str) -> Result<StatId, HostError> {
+        self.inner.define(kind, name)
+    }
+    fn add(&mut self, id: StatId, delta: i64) {
+        self.inner.add(id, delta);
+    }
+    fn record(&mut self, id: StatId, value: u64) {
+        let last = self.recorded.entry(id.0).or_default();
+        let delta =
+            i64::try_from(value).unwrap_or(i64::MAX) - i64::try_from(*last).unwrap_or(i64::MAX);
+        if delta != 0 && hostcalls::increment_metric(id.0, delta).is_ok() {
+            *last = value;
+        }
+    }
     fn increment(&mut self, name: &str, delta: i64) {
         self.inner.increment(name, delta);
     }
@@ -106,13 +122,7 @@ impl AuditRoot {
         num_headers: usize,
         _body_size: usize,
     ) -> bool {
-        // A failed call (refused, reset, timed out) has no headers to read.
-        let status = if num_headers == 0 {
-            None
-        } else {
-            abi::get_header(abi::Map::HttpCallResponseHeaders, ":status")
-                .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u32>().ok())
-        };
+        let status = proxy::callout_status(num_headers);
         let now = proxy::now_nanos();
         let next = {
             let mut m = self.metrics.borrow_mut();

@@ -12,7 +12,7 @@ pub mod config;
 pub mod event;
 pub mod filter;
 pub mod format;
-#[cfg(target_os = "wasi")]
+#[cfg(all(target_os = "wasi", feature = "glue"))]
 pub mod glue;
 pub mod hash_chain;
 pub mod queue;

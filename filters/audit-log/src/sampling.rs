@@ -21,7 +21,7 @@ pub fn always_logged(
     rate_limit: Option<&RateLimitDecision>,
 ) -> bool {
     let status_says = status.is_none_or(|s| s == 0 || s >= 400);
-    let jwt_says = jwt.is_some_and(|j| j.outcome == "denied" || j.outcome == "error");
+    let jwt_says = jwt.is_some_and(|j| j.outcome.refused());
     let rl_says = rate_limit.is_some_and(RateLimitDecision::refused);
     status_says || jwt_says || rl_says
 }
@@ -84,22 +84,22 @@ mod tests {
     #[test]
     fn denials_and_errors_are_always_logged() {
         let denied = JwtDecision {
-            outcome: "denied".into(),
+            outcome: filter_common::JwtOutcome::Denied,
             reason: "token_expired".into(),
             status: Some(401),
         };
         let limited = RateLimitDecision {
-            outcome: "limited".into(),
+            outcome: filter_common::RateLimitOutcome::Limited,
             rule: Some("per_user".into()),
             reason: "over_limit".into(),
         };
         let invalid = RateLimitDecision {
-            outcome: "invalid".into(),
+            outcome: filter_common::RateLimitOutcome::Invalid,
             rule: Some("per_key".into()),
             reason: "ambiguous_key".into(),
         };
         let shadow = RateLimitDecision {
-            outcome: "shadow_limited".into(),
+            outcome: filter_common::RateLimitOutcome::ShadowLimited,
             rule: None,
             reason: String::new(),
         };

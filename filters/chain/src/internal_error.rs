@@ -3,7 +3,9 @@
 //! gets a 500 and is counted, never continued.
 
 use filter_common::identity::RateLimitDecision;
-use filter_common::{code_details, Flow, HttpHost, Level, Metrics, RequestContext};
+use filter_common::{
+    code_details, Flow, HttpHost, Level, Metrics, RateLimitOutcome, RequestContext,
+};
 
 /// Requests the chain answered 500 because of an internal error.
 pub const METRIC_INTERNAL_ERROR: &str = "chain.internal_error";
@@ -48,7 +50,7 @@ pub fn internal_error(
         );
     }
     ctx.rate_limit = Some(RateLimitDecision {
-        outcome: "error".to_string(),
+        outcome: RateLimitOutcome::Error,
         rule: None,
         reason: what.to_string(),
     });
@@ -74,7 +76,7 @@ mod tests {
             assert_eq!(flow, Flow::Responded, "send fails: {send_fails}");
             assert_eq!(metrics.values[METRIC_INTERNAL_ERROR], 1);
             assert_eq!(metrics.values[METRIC_SEND_FAILED], i64::from(send_fails));
-            assert_eq!(ctx.rate_limit.as_ref().unwrap().outcome, "error");
+            assert_eq!(ctx.rate_limit.as_ref().unwrap().outcome.label(), "error");
             if send_fails {
                 assert_eq!(host.sent, None);
             } else {

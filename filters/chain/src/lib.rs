@@ -2,7 +2,7 @@
 //! the wasm boundary once instead of three times.
 
 pub mod config;
-#[cfg(target_os = "wasi")]
+#[cfg(all(target_os = "wasi", feature = "glue"))]
 pub mod glue;
 pub mod internal_error;
 #[cfg(feature = "schema")]

@@ -2,6 +2,8 @@
 //! these traits on top of proxy-wasm hostcalls ([`crate::proxy`]); unit tests
 //! implement them with plain maps.
 
+pub use crate::stats::{StatId, StatKind};
+
 /// Log levels, as Envoy names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -111,10 +113,20 @@ pub trait SharedData {
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> CasOutcome;
 }
 
-/// Envoy stats, named by the filter. They appear in Envoy as
-/// `wasmcustom.<name>`.
+/// Envoy stats. They appear in Envoy as `wasmcustom.<name>`. Filters
+/// declare theirs once ([`crate::stats`]) and define them at configure
+/// time; the request path only adds to ids.
 pub trait Metrics {
+    /// Defines (or finds) a stat. Configure time only.
+    fn define(&mut self, kind: StatKind, name: &str) -> Result<StatId, HostError>;
+    /// Adds to a counter.
+    fn add(&mut self, id: StatId, delta: i64);
+    /// Sets a gauge.
+    fn record(&mut self, id: StatId, value: u64);
+    /// Deprecated: by name, defined on first use. Being replaced by typed
+    /// stats in every filter; do not add callers.
     fn increment(&mut self, name: &str, delta: i64);
+    /// Deprecated: see [`Metrics::increment`].
     fn gauge(&mut self, name: &str, value: u64);
 }
 

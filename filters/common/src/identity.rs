@@ -8,6 +8,7 @@
 //! client cannot forge it the way it could forge a header. Inside the
 //! `chain` module the same structs are passed in memory.
 
+use crate::outcome::{JwtOutcome, RateLimitOutcome};
 use serde::{Deserialize, Serialize};
 
 /// Filter state key of the verified [`Identity`] (JSON).
@@ -40,9 +41,7 @@ impl Identity {
 /// What `jwt-auth` decided for a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JwtDecision {
-    /// `allowed`, `denied`, `unauthenticated` (no rule required a token) or
-    /// `error` (keys unavailable).
-    pub outcome: String,
+    pub outcome: JwtOutcome,
     /// The reason label, the same one used in metrics and responses.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
@@ -56,10 +55,7 @@ pub struct JwtDecision {
 /// canonical (sorted-key) form.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitDecision {
-    /// `allowed`, `shadow_limited` (counted, not refused), or a refusal:
-    /// `limited`, `error` (state unavailable, `failure_mode: deny`),
-    /// `invalid` (an ambiguous key).
-    pub outcome: String,
+    pub outcome: RateLimitOutcome,
     /// A refusal's reason label, as in its response body and metric
     /// (`over_limit`, `store_unavailable`, `ambiguous_key`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -72,6 +68,6 @@ pub struct RateLimitDecision {
 impl RateLimitDecision {
     /// The request was refused (not merely counted in shadow mode).
     pub fn refused(&self) -> bool {
-        !matches!(self.outcome.as_str(), "allowed" | "shadow_limited")
+        self.outcome.refused()
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::abi::{self, Map};
 use crate::host::{CasOutcome, HostError, HttpHost, Level, Metrics, SharedData};
+use crate::stats::{StatId, StatKind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MetricType, Status};
 use std::collections::HashMap;
@@ -82,6 +83,17 @@ pub fn log(level: Level, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+/// The status of the callout response being delivered, `None` for a failed
+/// call (refused, reset, timed out: it has no headers, and reading them
+/// would get a status the SDK panics on).
+pub fn callout_status(num_headers: usize) -> Option<u32> {
+    if num_headers == 0 {
+        return None;
+    }
+    let raw = abi::get_header(Map::HttpCallResponseHeaders, ":status");
+    crate::callout::status(raw.as_deref())
+}
+
 /// The plugin configuration handed to `on_configure`.
 pub fn plugin_configuration() -> Vec<u8> {
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
@@ -128,6 +140,24 @@ impl ProxyMetrics {
 }
 
 impl Metrics for ProxyMetrics {
+    fn define(&mut self, kind: StatKind, name: &str) -> Result<StatId, HostError> {
+        let kind = match kind {
+            StatKind::Counter => MetricType::Counter,
+            StatKind::Gauge => MetricType::Gauge,
+        };
+        hostcalls::define_metric(kind, name)
+            .map(StatId)
+            .map_err(|s| HostError {
+                call: "define_metric",
+                status: s as u32,
+            })
+    }
+    fn add(&mut self, id: StatId, delta: i64) {
+        let _ = hostcalls::increment_metric(id.0, delta);
+    }
+    fn record(&mut self, id: StatId, value: u64) {
+        let _ = hostcalls::record_metric(id.0, value);
+    }
     fn increment(&mut self, name: &str, delta: i64) {
         if let Some(id) = self.id(name, MetricType::Counter) {
             let _ = hostcalls::increment_metric(id, delta);

@@ -24,7 +24,7 @@ macro_rules! timed {
     }};
 }
 
-#[cfg(all(feature = "section-timing", target_os = "wasi"))]
+#[cfg(all(feature = "section-timing", feature = "proxy", target_os = "wasi"))]
 mod on {
     use std::cell::RefCell;
 
@@ -77,7 +77,7 @@ mod on {
     }
 }
 
-#[cfg(not(all(feature = "section-timing", target_os = "wasi")))]
+#[cfg(not(all(feature = "section-timing", feature = "proxy", target_os = "wasi")))]
 mod on {
     #[inline(always)]
     pub fn start() -> u64 {

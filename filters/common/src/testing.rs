@@ -1,6 +1,7 @@
 //! In-memory hosts for unit tests of the filter cores.
 
 use crate::host::{CasOutcome, HostError, HttpHost, Level, Metrics, SharedData};
+use crate::stats::{StatId, StatKind};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
@@ -225,9 +226,45 @@ impl SharedData for FakeSharedData {
 #[derive(Debug, Default, Clone)]
 pub struct FakeMetrics {
     pub values: BTreeMap<String, i64>,
+    /// Stat names by id, in definition order.
+    pub names: Vec<String>,
+    /// Refuse every definition, as a host out of stat slots would.
+    pub refuse: bool,
+}
+
+impl FakeMetrics {
+    fn name(&self, id: StatId) -> Option<String> {
+        self.names.get(usize::try_from(id.0).ok()?).cloned()
+    }
 }
 
 impl Metrics for FakeMetrics {
+    fn define(&mut self, _kind: StatKind, name: &str) -> Result<StatId, HostError> {
+        if self.refuse {
+            return Err(fault("define_metric"));
+        }
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            return Ok(StatId(u32::try_from(i).unwrap_or(u32::MAX)));
+        }
+        self.names.push(name.to_string());
+        self.values.entry(name.to_string()).or_default();
+        Ok(StatId(
+            u32::try_from(self.names.len() - 1).unwrap_or(u32::MAX),
+        ))
+    }
+    fn add(&mut self, id: StatId, delta: i64) {
+        let name = self
+            .name(id)
+            .unwrap_or_else(|| format!("<undefined stat {}>", id.0));
+        *self.values.entry(name).or_default() += delta;
+    }
+    fn record(&mut self, id: StatId, value: u64) {
+        let name = self
+            .name(id)
+            .unwrap_or_else(|| format!("<undefined stat {}>", id.0));
+        self.values
+            .insert(name, i64::try_from(value).unwrap_or(i64::MAX));
+    }
     fn increment(&mut self, name: &str, delta: i64) {
         *self.values.entry(name.to_string()).or_default() += delta;
     }

@@ -14,7 +14,9 @@ use crate::status::{Reason, METRIC_SEND_FAILED};
 use crate::token_cache::{cache_key, TokenCache};
 use crate::verifier::{self, SignatureBackend, VerifiedBy};
 use filter_common::identity::{Identity, JwtDecision, IDENTITY_KEY, JWT_DECISION_KEY};
-use filter_common::{timed, HostError, HttpHost, Level, Metrics, RequestContext, RequestInfo};
+use filter_common::{
+    timed, HostError, HttpHost, JwtOutcome, Level, Metrics, RequestContext, RequestInfo,
+};
 use serde_json::{Map, Value};
 use std::rc::Rc;
 
@@ -204,15 +206,15 @@ impl JwtAuth {
         metrics: &mut dyn Metrics,
     ) -> Check {
         let (outcome, metric) = if identity.is_some() {
-            ("allowed", "jwt_auth.allowed")
+            (JwtOutcome::Allowed, "jwt_auth.allowed")
         } else {
-            ("unauthenticated", "jwt_auth.unauthenticated")
+            (JwtOutcome::Unauthenticated, "jwt_auth.unauthenticated")
         };
         // A static name: this runs on every request.
         metrics.increment(metric, 1);
         ctx.identity = identity;
         ctx.jwt = Some(JwtDecision {
-            outcome: outcome.to_string(),
+            outcome,
             reason: String::new(),
             status: None,
         });
@@ -246,11 +248,10 @@ impl JwtAuth {
         ctx.identity = None;
         ctx.jwt = Some(JwtDecision {
             outcome: if rejection.status >= 500 {
-                "error"
+                JwtOutcome::Error
             } else {
-                "denied"
-            }
-            .to_string(),
+                JwtOutcome::Denied
+            },
             reason: reason.label().to_string(),
             status: Some(rejection.status),
         });

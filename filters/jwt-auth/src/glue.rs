@@ -165,17 +165,7 @@ impl JwtRoot {
         body_size: usize,
     ) -> bool {
         let now = proxy::now_nanos();
-        // A failed call (reset) has no response: reading its headers would
-        // get a status the SDK panics on, so don't.
-        let status = if num_headers == 0 {
-            None
-        } else {
-            abi::get_header(abi::Map::HttpCallResponseHeaders, ":status").and_then(|s| {
-                std::str::from_utf8(&s)
-                    .ok()
-                    .and_then(|s| s.parse::<u32>().ok())
-            })
-        };
+        let status = proxy::callout_status(num_headers);
         let (status, body) = if body_size > MAX_JWKS_BYTES {
             (Some(413), None)
         } else if status.is_none() || body_size == 0 {

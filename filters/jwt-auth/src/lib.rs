@@ -17,7 +17,7 @@ pub mod config;
 pub mod duration;
 pub mod extractor;
 pub mod filter;
-#[cfg(target_os = "wasi")]
+#[cfg(all(target_os = "wasi", feature = "glue"))]
 pub mod glue;
 pub mod host_crypto;
 pub mod jws;

@@ -19,7 +19,9 @@ use crate::response::{rate_limit_headers, rejection, RuleState};
 use crate::slots::{self, Peek, Placement, Table, Take};
 use crate::status::Reason;
 use filter_common::identity::{Identity, RateLimitDecision, IDENTITY_KEY};
-use filter_common::{Flow, HttpHost, Metrics, RequestContext, RequestInfo, SharedData};
+use filter_common::{
+    Flow, HttpHost, Metrics, RateLimitOutcome, RequestContext, RequestInfo, SharedData,
+};
 use std::rc::Rc;
 
 pub const METRIC_CAS_RETRIES: &str = "rate_limit.cas_retries";
@@ -27,10 +29,6 @@ pub const METRIC_SLOT_COLLISIONS: &str = "rate_limit.slot_collisions";
 /// Rejections the proxy refused to send (the request then stays paused
 /// until Envoy's stream timeout or the client's reset ends it).
 pub const METRIC_SEND_FAILED: &str = "rate_limit.send_failed";
-
-/// Outcomes written to [`RateLimitDecision::outcome`].
-pub const OUTCOME_ALLOWED: &str = "allowed";
-pub const OUTCOME_SHADOW_LIMITED: &str = "shadow_limited";
 
 /// What one VM (worker) knows: the config, the compiled rules and the
 /// shared hash seed. Build it in `on_configure`; share it with `Rc`.
@@ -344,10 +342,9 @@ impl RateLimit {
         }
         ctx.rate_limit = Some(RateLimitDecision {
             outcome: match shadow_limited {
-                Some(_) => OUTCOME_SHADOW_LIMITED,
-                None => OUTCOME_ALLOWED,
-            }
-            .to_string(),
+                Some(_) => RateLimitOutcome::ShadowLimited,
+                None => RateLimitOutcome::Allowed,
+            },
             rule: shadow_limited.map(str::to_string),
             reason: String::new(),
         });
@@ -405,7 +402,7 @@ impl RateLimit {
             );
         }
         ctx.rate_limit = Some(RateLimitDecision {
-            outcome: reason.outcome().to_string(),
+            outcome: reason.outcome(),
             rule: Some(name.clone()),
             reason: reason.label().to_string(),
         });
@@ -507,7 +504,7 @@ mod tests {
         assert_eq!(w.limiter.needs(), Needs::default());
         let (_, ctx) = w.get("/api/x?q=1", &[("x-k", "a")], NOW);
         assert_eq!(ctx.request, RequestInfo::default());
-        assert_eq!(ctx.rate_limit.unwrap().outcome, "allowed");
+        assert_eq!(ctx.rate_limit.unwrap().outcome.label(), "allowed");
         // Each matcher field or key part asks for its own.
         let w = World::new(
             r#"{"rules": [{"name": "a", "match": {"methods": ["GET"]}, "key": [{"path": {}}],
@@ -551,7 +548,7 @@ mod tests {
         for _ in 0..5 {
             let (h, ctx) = w.get("/api/x", &[], NOW);
             assert_eq!(status(&h), 200);
-            assert_eq!(ctx.rate_limit.unwrap().outcome, "allowed");
+            assert_eq!(ctx.rate_limit.unwrap().outcome.label(), "allowed");
         }
         let (h, ctx) = w.get("/api/x", &[], NOW);
         assert_eq!(status(&h), 429);
@@ -569,7 +566,7 @@ mod tests {
         assert_eq!(body(&h)["error"], "over_limit");
         let d = ctx.rate_limit.unwrap();
         assert_eq!(
-            (d.outcome.as_str(), d.rule.as_deref()),
+            (d.outcome.label(), d.rule.as_deref()),
             ("limited", Some("per-client"))
         );
         // Other paths are not limited; other clients have their own bucket.
@@ -632,7 +629,7 @@ mod tests {
             .map(|_| {
                 let (h, ctx) = w.get("/", &[], NOW);
                 let d = ctx.rate_limit.unwrap();
-                (status(&h), d.outcome, d.rule)
+                (status(&h), d.outcome.label().to_string(), d.rule)
             })
             .collect();
         let expect = |s: u32, o: &str, r: Option<&str>| (s, o.to_string(), r.map(str::to_string));
@@ -790,12 +787,12 @@ mod tests {
         };
         let (h, ctx) = run("/a");
         assert!(h.sent.is_none());
-        assert_eq!(ctx.rate_limit.unwrap().outcome, "allowed");
+        assert_eq!(ctx.rate_limit.unwrap().outcome.label(), "allowed");
         let (h, ctx) = run("/c");
         assert_eq!(status(&h), 503);
         assert_eq!(body(&h)["error"], "store_unavailable");
         assert_eq!(body(&h)["rule"], "closed");
-        assert_eq!(ctx.rate_limit.unwrap().outcome, "error");
+        assert_eq!(ctx.rate_limit.unwrap().outcome.label(), "error");
         assert!(h.logs.borrow().iter().any(|(_, m)| m.contains("closed")));
         assert_eq!(metrics.values["rate_limit.open.store_unavailable"], 2);
         assert_eq!(metrics.values["rate_limit.closed.store_unavailable"], 1);
@@ -930,7 +927,7 @@ mod tests {
             assert_eq!(sent_header(&h, "ratelimit"), None);
             let d = ctx.rate_limit.unwrap();
             assert_eq!(
-                (d.outcome.as_str(), d.rule.as_deref()),
+                (d.outcome.label(), d.rule.as_deref()),
                 ("invalid", Some("per-key"))
             );
         }
@@ -971,7 +968,7 @@ mod tests {
         // A shadow rule refuses too: malformed input, not its limit.
         assert_eq!(status(&h), 400);
         assert_eq!(body(&h)["rule"], "trial");
-        assert_eq!(ctx.rate_limit.unwrap().outcome, "invalid");
+        assert_eq!(ctx.rate_limit.unwrap().outcome.label(), "invalid");
         assert_eq!(w.metric("rate_limit.trial.ambiguous_key"), 1);
         assert_eq!(w.metric("rate_limit.skip.ambiguous_key"), 1);
         // x-b missing: "skip" does not apply (it would not use x-a), but
@@ -1084,7 +1081,11 @@ mod tests {
                 );
                 let case = format!("{details}, send fails: {send_fails}");
                 assert_eq!(flow, Flow::Responded, "{case}");
-                assert_ne!(ctx.rate_limit.unwrap().outcome, OUTCOME_ALLOWED, "{case}");
+                assert_ne!(
+                    ctx.rate_limit.unwrap().outcome,
+                    RateLimitOutcome::Allowed,
+                    "{case}"
+                );
                 assert_eq!(
                     w.metric(METRIC_SEND_FAILED),
                     i64::from(send_fails),

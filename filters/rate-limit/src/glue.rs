@@ -113,7 +113,11 @@ impl HttpContext for Http {
         };
         // For audit-log. "allowed" is left out: filter state costs an
         // allocation per request, and its absence already means it.
-        if let Some(decision) = ctx.rate_limit.as_ref().filter(|d| d.outcome != "allowed") {
+        if let Some(decision) = ctx
+            .rate_limit
+            .as_ref()
+            .filter(|d| d.outcome != filter_common::RateLimitOutcome::Allowed)
+        {
             if let Ok(json) = serde_json::to_vec(decision) {
                 host.set_property(&[RATE_LIMIT_DECISION_KEY], &json);
             }

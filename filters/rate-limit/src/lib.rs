@@ -9,7 +9,7 @@
 pub mod config;
 pub mod filter;
 pub mod gcra;
-#[cfg(target_os = "wasi")]
+#[cfg(all(target_os = "wasi", feature = "glue"))]
 pub mod glue;
 pub mod key;
 pub mod response;

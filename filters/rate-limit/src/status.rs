@@ -1,6 +1,8 @@
 //! Every reason this filter rejects a request. One enum for the status,
 //! the response body, the metric and the audit event alike.
 
+use filter_common::RateLimitOutcome;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// An enforced rule's bucket is empty.
@@ -74,11 +76,11 @@ impl Reason {
 
     /// The `outcome` of the [`filter_common::identity::RateLimitDecision`]
     /// handed to audit-log.
-    pub fn outcome(self) -> &'static str {
+    pub fn outcome(self) -> RateLimitOutcome {
         match self {
-            Reason::OverLimit => "limited",
-            Reason::StoreUnavailable => "error",
-            Reason::AmbiguousKey => "invalid",
+            Reason::OverLimit => RateLimitOutcome::Limited,
+            Reason::StoreUnavailable => RateLimitOutcome::Error,
+            Reason::AmbiguousKey => RateLimitOutcome::Invalid,
         }
     }
 }
@@ -95,7 +97,7 @@ mod tests {
         assert_eq!(Reason::OverLimit.status(503), 503);
         assert_eq!(Reason::StoreUnavailable.status(429), 503);
         assert_eq!(Reason::OverLimit.label(), "over_limit");
-        assert_eq!(Reason::StoreUnavailable.outcome(), "error");
+        assert_eq!(Reason::StoreUnavailable.outcome().label(), "error");
     }
 
     #[test]
@@ -104,7 +106,7 @@ mod tests {
         assert_eq!(r.status(429), 400);
         assert_eq!(r.status(503), 400);
         assert_eq!(r.label(), "ambiguous_key");
-        assert_eq!(r.outcome(), "invalid");
+        assert_eq!(r.outcome().label(), "invalid");
         assert!(!r.retryable());
         assert!(Reason::OverLimit.retryable() && Reason::StoreUnavailable.retryable());
     }

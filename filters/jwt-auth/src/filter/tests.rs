@@ -145,7 +145,7 @@ fn unmatched_and_open_routes_need_no_token() {
     let mut m = FakeMetrics::default();
     let r = run(&mut a, request("GET", "/other", &[]), &mut m);
     assert_eq!(r.check, Check::Continue);
-    assert_eq!(r.ctx.jwt.unwrap().outcome, "unauthenticated");
+    assert_eq!(r.ctx.jwt.unwrap().outcome.label(), "unauthenticated");
     let mut a = auth();
     let r = run(
         &mut a,
@@ -571,7 +571,7 @@ fn publishes_identity_as_filter_state() {
     let id: Identity = serde_json::from_slice(&r.host.properties["portcullis.identity"]).unwrap();
     assert_eq!(id.subject, "alice");
     let d: JwtDecision = serde_json::from_slice(&r.host.properties["portcullis.jwt"]).unwrap();
-    assert_eq!(d.outcome, "allowed");
+    assert_eq!(d.outcome.label(), "allowed");
     assert!(!String::from_utf8_lossy(&r.host.properties["portcullis.identity"]).contains(&t[..20]));
 }
 
@@ -777,7 +777,7 @@ fn refused_hostcalls_fail_closed() {
         if reason == Reason::HostError {
             assert_eq!(r.ctx.identity, None, "{case}");
             assert_eq!(r.status().unwrap_or(500), 500, "{case}");
-            assert_eq!(decision.outcome, "error", "{case}");
+            assert_eq!(decision.outcome.label(), "error", "{case}");
         }
     }
     let after: Vec<String> = m.values.keys().cloned().collect();
