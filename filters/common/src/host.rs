@@ -93,6 +93,23 @@ pub trait HttpHost {
     fn log(&self, level: Level, message: &str);
 }
 
+/// An HTTP call through an Envoy cluster (JWKS fetches, audit sinks).
+#[derive(Debug, Clone, Copy)]
+pub struct Callout<'a> {
+    pub cluster: &'a str,
+    /// Pseudo-headers (`:method`, `:path`, `:authority`) included.
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: Option<&'a [u8]>,
+    pub timeout_ms: u64,
+}
+
+/// Per root: starts callouts. The answer arrives later in the root's
+/// `on_http_call_response` under the returned token.
+pub trait Callouts {
+    /// The call's token, or the host's refusal (e.g. an unknown cluster).
+    fn dispatch(&mut self, call: &Callout<'_>) -> Result<u32, HostError>;
+}
+
 /// Outcome of a compare-and-swap write to shared data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CasOutcome {

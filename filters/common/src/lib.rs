@@ -30,7 +30,9 @@ pub mod testing;
 pub use config_error::{nest, parse_config, parse_value, ConfigError};
 pub use context::{Flow, RequestContext};
 pub use header_snapshot::HeaderSnapshot;
-pub use host::{code_details, CasOutcome, HostError, HttpHost, Level, Metrics, SharedData};
+pub use host::{
+    code_details, Callout, Callouts, CasOutcome, HostError, HttpHost, Level, Metrics, SharedData,
+};
 pub use matcher::RequestMatch;
 pub use outcome::{JwtOutcome, RateLimitOutcome};
 pub use request::RequestInfo;

@@ -6,7 +6,7 @@
 //! statuses; any of these would trap the worker's VM.
 
 use crate::abi::{self, Map};
-use crate::host::{CasOutcome, HostError, HttpHost, Level, Metrics, SharedData};
+use crate::host::{Callout, Callouts, CasOutcome, HostError, HttpHost, Level, Metrics, SharedData};
 use crate::stats::{StatId, StatKind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MetricType, Status};
@@ -100,6 +100,26 @@ pub fn plugin_configuration() -> Vec<u8> {
         .ok()
         .flatten()
         .unwrap_or_default()
+}
+
+/// Callouts through Envoy clusters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProxyCallouts;
+
+impl Callouts for ProxyCallouts {
+    fn dispatch(&mut self, call: &Callout<'_>) -> Result<u32, HostError> {
+        hostcalls::dispatch_http_call(
+            call.cluster,
+            call.headers.to_vec(),
+            call.body,
+            vec![],
+            std::time::Duration::from_millis(call.timeout_ms),
+        )
+        .map_err(|s| HostError {
+            call: "dispatch_http_call",
+            status: s as u32,
+        })
+    }
 }
 
 /// Shared data across the workers of one Envoy.

@@ -273,3 +273,30 @@ impl Metrics for FakeMetrics {
             .insert(name.to_string(), i64::try_from(value).unwrap_or(i64::MAX));
     }
 }
+
+/// Callouts recorded instead of sent; tokens count up from 1.
+#[derive(Debug, Default, Clone)]
+pub struct FakeCallouts {
+    /// `(cluster, headers, body, timeout_ms)` of each dispatched call.
+    pub calls: Vec<(String, Vec<(String, String)>, Option<Vec<u8>>, u64)>,
+    /// Refuse every call, as Envoy does for an unknown cluster.
+    pub refuse: bool,
+}
+
+impl crate::host::Callouts for FakeCallouts {
+    fn dispatch(&mut self, call: &crate::host::Callout<'_>) -> Result<u32, HostError> {
+        if self.refuse {
+            return Err(fault("dispatch_http_call"));
+        }
+        self.calls.push((
+            call.cluster.to_string(),
+            call.headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            call.body.map(<[u8]>::to_vec),
+            call.timeout_ms,
+        ));
+        Ok(u32::try_from(self.calls.len()).unwrap_or(u32::MAX))
+    }
+}
