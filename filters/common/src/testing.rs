@@ -274,11 +274,19 @@ impl Metrics for FakeMetrics {
     }
 }
 
+/// A callout as [`FakeCallouts`] recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentCallout {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout_ms: u64,
+}
+
 /// Callouts recorded instead of sent; tokens count up from 1.
 #[derive(Debug, Default, Clone)]
 pub struct FakeCallouts {
-    /// `(cluster, headers, body, timeout_ms)` of each dispatched call.
-    pub calls: Vec<(String, Vec<(String, String)>, Option<Vec<u8>>, u64)>,
+    pub calls: Vec<SentCallout>,
     /// Refuse every call, as Envoy does for an unknown cluster.
     pub refuse: bool,
 }
@@ -288,15 +296,16 @@ impl crate::host::Callouts for FakeCallouts {
         if self.refuse {
             return Err(fault("dispatch_http_call"));
         }
-        self.calls.push((
-            call.cluster.to_string(),
-            call.headers
+        self.calls.push(SentCallout {
+            cluster: call.cluster.to_string(),
+            headers: call
+                .headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            call.body.map(<[u8]>::to_vec),
-            call.timeout_ms,
-        ));
+            body: call.body.map(<[u8]>::to_vec),
+            timeout_ms: call.timeout_ms,
+        });
         Ok(u32::try_from(self.calls.len()).unwrap_or(u32::MAX))
     }
 }
