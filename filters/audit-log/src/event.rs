@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::hash_chain::Chain;
 use crate::redact::{scrub_tokens, truncate};
 use filter_common::identity::{Identity, JwtDecision, RateLimitDecision};
-use filter_common::{HttpHost, RequestContext, RequestInfo};
+use filter_common::{HttpHost, RateLimitReason, RequestContext, RequestInfo};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -411,9 +411,9 @@ pub fn build(
     } else if let Some(r) = limited {
         // `rate_limited` for an empty bucket (as before reasons were
         // passed), else the refusal's own reason.
-        Some(match r.reason.as_str() {
-            "" | "over_limit" => "rate_limited".to_string(),
-            other => other.to_string(),
+        Some(match r.reason {
+            None | Some(RateLimitReason::OverLimit) => "rate_limited".to_string(),
+            Some(other) => other.label().to_string(),
         })
     } else if outcome != "success" {
         info.response_code_details.clone()
@@ -734,7 +734,7 @@ mod tests {
             rate_limit: Some(RateLimitDecision {
                 outcome: filter_common::RateLimitOutcome::Invalid,
                 rule: Some("r".into()),
-                reason: "ambiguous_key".into(),
+                reason: Some(RateLimitReason::AmbiguousKey),
             }),
             ..Default::default()
         };
@@ -782,7 +782,7 @@ mod tests {
             rate_limit: Some(RateLimitDecision {
                 outcome: filter_common::RateLimitOutcome::Limited,
                 rule: Some("per_user".into()),
-                reason: "over_limit".into(),
+                reason: Some(RateLimitReason::OverLimit),
             }),
             ..Default::default()
         };
@@ -792,7 +792,7 @@ mod tests {
         invalid.rate_limit = Some(RateLimitDecision {
             outcome: filter_common::RateLimitOutcome::Invalid,
             rule: Some("per_key".into()),
-            reason: "ambiguous_key".into(),
+            reason: Some(RateLimitReason::AmbiguousKey),
         });
         let bad = serde_json::to_value(build(&c, &cap, &info, &invalid)).unwrap();
         assert_eq!(bad["event"]["outcome"], "failure");

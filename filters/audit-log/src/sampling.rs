@@ -91,17 +91,17 @@ mod tests {
         let limited = RateLimitDecision {
             outcome: filter_common::RateLimitOutcome::Limited,
             rule: Some("per_user".into()),
-            reason: "over_limit".into(),
+            reason: Some(filter_common::RateLimitReason::OverLimit),
         };
         let invalid = RateLimitDecision {
             outcome: filter_common::RateLimitOutcome::Invalid,
             rule: Some("per_key".into()),
-            reason: "ambiguous_key".into(),
+            reason: Some(filter_common::RateLimitReason::AmbiguousKey),
         };
         let shadow = RateLimitDecision {
             outcome: filter_common::RateLimitOutcome::ShadowLimited,
             rule: None,
-            reason: String::new(),
+            reason: None,
         };
         assert!(always_logged(Some(401), None, None));
         assert!(always_logged(Some(503), None, None));

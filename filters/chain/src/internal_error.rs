@@ -4,7 +4,7 @@
 
 use filter_common::identity::RateLimitDecision;
 use filter_common::{
-    code_details, Flow, HttpHost, Level, Metrics, RateLimitOutcome, RequestContext,
+    code_details, Flow, HttpHost, Level, Metrics, RateLimitOutcome, RateLimitReason, RequestContext,
 };
 
 /// Requests the chain answered 500 because of an internal error.
@@ -52,7 +52,7 @@ pub fn internal_error(
     ctx.rate_limit = Some(RateLimitDecision {
         outcome: RateLimitOutcome::Error,
         rule: None,
-        reason: what.to_string(),
+        reason: Some(RateLimitReason::InternalError),
     });
     Flow::Responded
 }

@@ -9,6 +9,7 @@
 //! `chain` module the same structs are passed in memory.
 
 use crate::outcome::{JwtOutcome, RateLimitOutcome};
+use crate::rate_limit_reason::RateLimitReason;
 use serde::{Deserialize, Serialize};
 
 /// Filter state key of the verified [`Identity`] (JSON).
@@ -56,10 +57,11 @@ pub struct JwtDecision {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitDecision {
     pub outcome: RateLimitOutcome,
-    /// A refusal's reason label, as in its response body and metric
-    /// (`over_limit`, `store_unavailable`, `ambiguous_key`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
+    /// A refusal's reason, as in its response body and metric
+    /// (`over_limit`, `store_unavailable`, `ambiguous_key`); absent when
+    /// the request was not refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RateLimitReason>,
     /// The rule that limited the request (or would have, in shadow mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,

@@ -20,6 +20,7 @@ pub mod matcher;
 pub mod outcome;
 #[cfg(all(target_os = "wasi", feature = "proxy"))]
 pub mod proxy;
+pub mod rate_limit_reason;
 pub mod request;
 pub mod section_timing;
 pub mod stats;
@@ -35,5 +36,6 @@ pub use host::{
 };
 pub use matcher::RequestMatch;
 pub use outcome::{JwtOutcome, RateLimitOutcome};
+pub use rate_limit_reason::RateLimitReason;
 pub use request::RequestInfo;
 pub use stats::{Counter, CounterSet, Gauge, Label};

@@ -270,13 +270,8 @@ pub struct CompiledRule {
     /// Earlier slot counts still read (set at configuration from shared
     /// data; see `slots::update_layout`).
     pub previous: Vec<crate::slots::Previous>,
-    pub metric_allowed: String,
-    pub metric_limited: String,
-    pub metric_shadow_limited: String,
-    pub metric_store_unavailable: String,
     /// Some key part is a request header (which can be ambiguous).
     pub keys_on_header: bool,
-    pub metric_ambiguous_key: String,
 }
 
 impl Config {
@@ -322,17 +317,11 @@ impl Config {
                 } else {
                     rule.slots.unwrap_or(self.slots)
                 };
-                let metric = |what: &str| format!("{}.{}.{what}", crate::FILTER_NAME, rule.name);
                 CompiledRule {
                     gcra: rule.limit.gcra(),
                     slots,
                     previous: Vec::new(),
-                    metric_allowed: metric("allowed"),
-                    metric_limited: metric("limited"),
-                    metric_shadow_limited: metric("shadow_limited"),
-                    metric_store_unavailable: metric("store_unavailable"),
                     keys_on_header: rule.key.iter().any(|k| matches!(k, KeySource::Header(_))),
-                    metric_ambiguous_key: metric("ambiguous_key"),
                     rule: rule.clone(),
                 }
             })
@@ -553,7 +542,7 @@ mod tests {
         let compiled = c.compile();
         assert_eq!(compiled[0].slots, 1);
         assert_eq!(compiled[1].slots, 8);
-        assert_eq!(compiled[1].metric_limited, "rate_limit.h.limited");
+        // Its stat names: `stats::tests::every_rule_has_its_counters`.
         assert!(!compiled[1].keys_on_header);
         let c = Config::parse(
             br#"{"rules":[{"name":"k","key":[{"client_ip":{}},{"header":{"name":"x-k"}}],
@@ -562,9 +551,5 @@ mod tests {
         .unwrap();
         let compiled = c.compile();
         assert!(compiled[0].keys_on_header);
-        assert_eq!(
-            compiled[0].metric_ambiguous_key,
-            "rate_limit.k.ambiguous_key"
-        );
     }
 }

@@ -4,10 +4,9 @@
 use crate::{Config, RateLimit, RateLimiter, FILTER_NAME};
 use filter_common::identity::RATE_LIMIT_DECISION_KEY;
 use filter_common::proxy::{self, ProxyHttp, ProxyMetrics, ProxyShared};
-use filter_common::{Flow, HttpHost, Level, RequestContext};
+use filter_common::{Flow, HttpHost, Level, RateLimitOutcome, RequestContext};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
-use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
@@ -34,7 +33,6 @@ pub fn random_seed() -> [u8; 16] {
 #[derive(Default)]
 struct Root {
     limiter: Option<Rc<RateLimiter>>,
-    metrics: Rc<RefCell<ProxyMetrics>>,
 }
 
 impl Context for Root {}
@@ -44,13 +42,10 @@ impl RootContext for Root {
         let Some(config) = proxy::load_config(FILTER_NAME, Config::parse) else {
             return false;
         };
-        let Ok(mut metrics) = self.metrics.try_borrow_mut() else {
-            return false;
-        };
         match RateLimiter::configure(
             config,
             &mut ProxyShared,
-            &mut *metrics,
+            &mut ProxyMetrics::default(),
             random_seed(),
             proxy::now_nanos(),
         ) {
@@ -82,14 +77,12 @@ impl RootContext for Root {
         let limiter = self.limiter.clone()?;
         Some(Box::new(Http {
             rate_limit: RateLimit::new(limiter),
-            metrics: Rc::clone(&self.metrics),
         }))
     }
 }
 
 struct Http {
     rate_limit: RateLimit,
-    metrics: Rc<RefCell<ProxyMetrics>>,
 }
 
 impl Context for Http {}
@@ -99,24 +92,19 @@ impl HttpContext for Http {
         let mut host = ProxyHttp;
         // Left empty: the core reads only the pseudo-headers its rules use.
         let mut ctx = RequestContext::default();
-        let flow = match self.metrics.try_borrow_mut() {
-            Ok(mut m) => {
-                self.rate_limit
-                    .on_request_headers(&mut host, &mut ProxyShared, &mut *m, &mut ctx)
-            }
-            Err(_) => self.rate_limit.on_request_headers(
-                &mut host,
-                &mut ProxyShared,
-                &mut ProxyMetrics::default(),
-                &mut ctx,
-            ),
-        };
+        // Stats are counted by id: a fresh handle holds nothing to share.
+        let flow = self.rate_limit.on_request_headers(
+            &mut host,
+            &mut ProxyShared,
+            &mut ProxyMetrics::default(),
+            &mut ctx,
+        );
         // For audit-log. "allowed" is left out: filter state costs an
         // allocation per request, and its absence already means it.
         if let Some(decision) = ctx
             .rate_limit
             .as_ref()
-            .filter(|d| d.outcome != filter_common::RateLimitOutcome::Allowed)
+            .filter(|d| d.outcome != RateLimitOutcome::Allowed)
         {
             if let Ok(json) = serde_json::to_vec(decision) {
                 host.set_property(&[RATE_LIMIT_DECISION_KEY], &json);

@@ -14,9 +14,8 @@
 //! are one value; a comma inside one line is part of the value.
 
 use crate::config::{ClientIp, KeySource};
-use filter_common::{HttpHost, RequestContext};
+use crate::view::RequestView;
 use siphasher::sip::SipHasher13;
-use std::cell::OnceCell;
 use std::hash::Hasher;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
@@ -26,39 +25,6 @@ pub const SOURCE_ADDRESS: [&str; 2] = ["source", "address"];
 pub const ROUTE_NAME: [&str; 2] = ["xds", "route_name"];
 /// Envoy attribute with the first URI SAN of the peer certificate.
 pub const PEER_URI_SAN: [&str; 2] = ["connection", "uri_san_peer_certificate"];
-
-/// The request's headers, read from the host at most once per request and
-/// only when a key part needs them (a `header` key, `client_ip` with
-/// `trusted_hops`): one host call returning every header, duplicates
-/// included (cheap inside the chain, whose host is a
-/// [`filter_common::HeaderSnapshot`]).
-pub struct Headers<'h> {
-    host: &'h dyn HttpHost,
-    all: OnceCell<Vec<(String, Vec<u8>)>>,
-}
-
-impl<'h> Headers<'h> {
-    /// Nothing is read until a key part asks.
-    pub fn new(host: &'h dyn HttpHost) -> Self {
-        Headers {
-            host,
-            all: OnceCell::new(),
-        }
-    }
-
-    pub fn host(&self) -> &'h dyn HttpHost {
-        self.host
-    }
-
-    /// Every line of header `name` (case-insensitive), in request order.
-    pub fn lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.all
-            .get_or_init(|| self.host.request_headers())
-            .iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-}
 
 /// One key part of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,18 +74,12 @@ impl Seed {
     /// The hash of a request's key for `rule`; [`Key::Missing`] when a
     /// part of the key is missing from the request, else
     /// [`Key::Ambiguous`] when a header part is.
-    pub fn key(
-        &self,
-        rule: &str,
-        sources: &[KeySource],
-        headers: &Headers,
-        ctx: &RequestContext,
-    ) -> Key {
+    pub fn key(&self, rule: &str, sources: &[KeySource], request: &RequestView) -> Key {
         let mut h = self.hasher(rule);
         let mut ambiguous = false;
         for (i, source) in sources.iter().enumerate() {
             let tag = u8::try_from(i + 1).unwrap_or(u8::MAX);
-            match value(source, headers, ctx) {
+            match value(source, request) {
                 Part::Value(v) => part(&mut h, tag, &v),
                 Part::Missing => return Key::Missing,
                 Part::Ambiguous => ambiguous = true,
@@ -149,14 +109,14 @@ fn part(h: &mut SipHasher13, tag: u8, bytes: &[u8]) {
 }
 
 /// One key part of the request.
-pub fn value(source: &KeySource, headers: &Headers, ctx: &RequestContext) -> Part {
-    let host = headers.host();
+pub fn value(source: &KeySource, request: &RequestView) -> Part {
+    let host = request.host();
     match source {
-        KeySource::ClientIp(c) => client_ip(c, headers).into(),
-        KeySource::Header(h) => header(headers, &h.name),
-        KeySource::Identity(_) => ctx.identity.as_ref().map(|i| i.key().into_bytes()).into(),
-        KeySource::Path(_) => Part::Value(ctx.request.path.as_bytes().to_vec()),
-        KeySource::Method(_) => Part::Value(ctx.request.method.as_bytes().to_vec()),
+        KeySource::ClientIp(c) => client_ip(c, request).into(),
+        KeySource::Header(h) => header(request, &h.name),
+        KeySource::Identity(_) => request.identity.map(|i| i.key().into_bytes()).into(),
+        KeySource::Path(_) => Part::Value(request.info.path.as_bytes().to_vec()),
+        KeySource::Method(_) => Part::Value(request.info.method.as_bytes().to_vec()),
         KeySource::Route(_) => host.property(&ROUTE_NAME).filter(|v| !v.is_empty()).into(),
         KeySource::PeerUriSan(_) => host
             .property(&PEER_URI_SAN)
@@ -169,8 +129,8 @@ pub fn value(source: &KeySource, headers: &Headers, ctx: &RequestContext) -> Par
 /// same. Compared byte for byte as the host hands them over (Envoy has
 /// already removed the optional whitespace around each line); a comma
 /// list inside one line is one opaque value.
-fn header(headers: &Headers, name: &str) -> Part {
-    let mut lines = headers.lines(name);
+fn header(request: &RequestView, name: &str) -> Part {
+    let mut lines = request.lines(name);
     let Some(first) = lines.next() else {
         return Part::Missing;
     };
@@ -181,14 +141,14 @@ fn header(headers: &Headers, name: &str) -> Part {
 }
 
 /// The client address as bytes (4 for IPv4, 16 for IPv6 after masking).
-pub fn client_ip(config: &ClientIp, headers: &Headers) -> Option<Vec<u8>> {
+pub fn client_ip(config: &ClientIp, request: &RequestView) -> Option<Vec<u8>> {
     let raw = match config.trusted_hops {
         0 => None,
-        hops => forwarded_hop(headers, hops),
+        hops => forwarded_hop(request, hops),
     };
     let raw = match raw {
         Some(r) => r,
-        None => headers.host().property(&SOURCE_ADDRESS)?,
+        None => request.host().property(&SOURCE_ADDRESS)?,
     };
     Some(match parse_ip(&raw) {
         Some(ip) => ip_bytes(ip, config.ipv6_prefix_len.unwrap_or(128)),
@@ -199,8 +159,8 @@ pub fn client_ip(config: &ClientIp, headers: &Headers) -> Option<Vec<u8>> {
 
 /// The `hops`-th entry from the right of every `X-Forwarded-For` line,
 /// or `None` when there are fewer entries (then the peer is used).
-fn forwarded_hop(headers: &Headers, hops: u32) -> Option<Vec<u8>> {
-    let entries = headers
+fn forwarded_hop(request: &RequestView, hops: u32) -> Option<Vec<u8>> {
+    let entries = request
         .lines("x-forwarded-for")
         .flat_map(|l| l.split(|b| *b == b','));
     let from_right: Vec<&[u8]> = entries.collect();
@@ -239,7 +199,7 @@ mod tests {
     use crate::config::{Empty, HeaderKey};
     use filter_common::identity::Identity;
     use filter_common::testing::FakeHost;
-    use filter_common::RequestInfo;
+    use filter_common::{RequestContext, RequestInfo};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -265,7 +225,7 @@ mod tests {
                 trusted_hops,
                 ipv6_prefix_len: None,
             },
-            &Headers::new(h),
+            &RequestView::of(h, &RequestContext::default()),
         )
         .unwrap()
     }
@@ -273,7 +233,7 @@ mod tests {
     /// The key of one rule keyed on `sources`, for a request with `headers`.
     fn key_of(sources: &[KeySource], headers: &[(&str, &str)]) -> Key {
         let h = host(headers, "1.1.1.1:1");
-        SEED.key("r", sources, &Headers::new(&h), &ctx(&h))
+        SEED.key("r", sources, &RequestView::of(&h, &ctx(&h)))
     }
 
     fn header_key(name: &str) -> KeySource {
@@ -312,9 +272,10 @@ mod tests {
             trusted_hops: 0,
             ipv6_prefix_len: Some(64),
         };
-        let a = client_ip(&c, &Headers::new(&h)).unwrap();
+        let none = RequestContext::default();
+        let a = client_ip(&c, &RequestView::of(&h, &none)).unwrap();
         let h2 = host(&[], "[2001:db8:1:2:ffff::1]:1");
-        assert_eq!(a, client_ip(&c, &Headers::new(&h2)).unwrap());
+        assert_eq!(a, client_ip(&c, &RequestView::of(&h2, &none)).unwrap());
         assert_ne!(ip(0, &h), ip(0, &h2));
         let h = host(&[], "[::ffff:1.2.3.4]:1");
         assert_eq!(ip(0, &h), vec![1, 2, 3, 4]);
@@ -333,8 +294,7 @@ mod tests {
             b"spiffe://a/b".to_vec(),
         );
         let mut c = ctx(&h);
-        let headers = Headers::new(&h);
-        let v = |s: KeySource, c: &RequestContext| match value(&s, &headers, c) {
+        let v = |s: KeySource, c: &RequestContext| match value(&s, &RequestView::of(&h, c)) {
             Part::Value(v) => Some(v),
             Part::Missing => None,
             Part::Ambiguous => panic!("ambiguous {s:?}"),
@@ -369,7 +329,7 @@ mod tests {
         ];
         let hash = |a: &str, b: &str, rule: &str, seed: Seed| {
             let h = host(&[("a", a), ("b", b)], "1.1.1.1:1");
-            match seed.key(rule, &sources, &Headers::new(&h), &ctx(&h)) {
+            match seed.key(rule, &sources, &RequestView::of(&h, &ctx(&h))) {
                 Key::Hash(k) => k,
                 other => panic!("{other:?}"),
             }
@@ -398,14 +358,14 @@ mod tests {
             .push(("x-twice".into(), vec![0xff; 1 << 20]));
         let c = ctx(&h);
         for name in ["x-k", "x-big", "x-twice"] {
-            let key = SEED.key("r", &[header_key(name)], &Headers::new(&h), &c);
+            let key = SEED.key("r", &[header_key(name)], &RequestView::of(&h, &c));
             assert!(matches!(key, Key::Hash(_)), "{name}: {key:?}");
         }
         // Two identical lines of non-UTF-8 bytes were one key above; a
         // third line differing in one byte makes it ambiguous.
         h.request_headers
             .push(("x-k".into(), vec![0xff, 0xfe, 0x00, 0x81]));
-        let key = SEED.key("r", &[header_key("x-k")], &Headers::new(&h), &c);
+        let key = SEED.key("r", &[header_key("x-k")], &RequestView::of(&h, &c));
         assert_eq!(key, Key::Ambiguous);
     }
 

@@ -7,7 +7,7 @@
 //! seconds until the bucket is full again (the whole burst is back).
 
 use crate::gcra::{ceil_seconds, Limit, Verdict};
-use crate::status::Reason;
+use crate::status::{Reason, Reply};
 
 /// One rule's state after a request, as the headers report it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,87 +1,65 @@
-//! Every reason this filter rejects a request. One enum for the status,
-//! the response body, the metric and the audit event alike.
+//! How each refusal is answered: its status, message, `Retry-After` and
+//! Envoy response code details. The reasons themselves are
+//! [`filter_common::RateLimitReason`] (re-exported here as [`Reason`]), so
+//! that audit-log and the chain carry the same value this filter decides.
 
-use filter_common::RateLimitOutcome;
+pub use filter_common::RateLimitReason as Reason;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// An enforced rule's bucket is empty.
-    OverLimit,
-    /// The shared state could not be updated and the rule's
-    /// `failure_mode` is `deny`.
-    StoreUnavailable,
-    /// A header the rule keys on appears more than once with different
-    /// values (RFC 9110 §5.3: a sender must not repeat a field that is not
-    /// a list), so the client it names is ambiguous: the filter would key
-    /// on one line while the upstream may read another.
-    AmbiguousKey,
+/// The reply to a refusal, by reason.
+pub trait Reply {
+    /// `over_limit_status` is the configured `status` (429 by default).
+    fn status(self, over_limit_status: u16) -> u16;
+    fn message(self) -> &'static str;
+    /// Whether retrying the same request later can succeed: then the reply
+    /// carries `Retry-After` (and `retry_after` in the body). A malformed
+    /// request fails the same way whenever it is sent.
+    fn retryable(self) -> bool;
+    /// Envoy's response code details, naming the rule:
+    /// `rate_limited{<rule>}` for a limit,
+    /// `rate_limit_denied{ambiguous_key.<rule>}` for a malformed request,
+    /// `rate_limit_internal_error{store_unavailable.<rule>}` when shared
+    /// data failed.
+    fn details(self, rule: &str) -> String;
 }
 
-impl Reason {
-    /// The label in the response body (`error`), in logs and in the
-    /// metric name (`rate_limit.<rule>.<label>`).
-    pub fn label(self) -> &'static str {
-        match self {
-            Reason::OverLimit => "over_limit",
-            Reason::StoreUnavailable => "store_unavailable",
-            Reason::AmbiguousKey => "ambiguous_key",
-        }
-    }
-
-    /// `over_limit_status` is the configured `status` (429 by default).
-    pub fn status(self, over_limit_status: u16) -> u16 {
+impl Reply for Reason {
+    fn status(self, over_limit_status: u16) -> u16 {
         match self {
             Reason::OverLimit => over_limit_status,
             Reason::StoreUnavailable => 503,
             Reason::AmbiguousKey => 400,
+            Reason::InternalError => 500,
         }
     }
 
-    pub fn message(self) -> &'static str {
+    fn message(self) -> &'static str {
         match self {
             Reason::OverLimit => "rate limit exceeded",
             Reason::StoreUnavailable => "rate limit state unavailable",
             Reason::AmbiguousKey => {
                 "a header the rate limit keys on is repeated with different values"
             }
+            Reason::InternalError => "rate limiting failed internally",
         }
     }
 
-    /// Whether retrying the same request later can succeed: then the reply
-    /// carries `Retry-After` (and `retry_after` in the body). A malformed
-    /// request fails the same way whenever it is sent.
-    pub fn retryable(self) -> bool {
+    fn retryable(self) -> bool {
         match self {
             Reason::OverLimit | Reason::StoreUnavailable => true,
-            Reason::AmbiguousKey => false,
+            Reason::AmbiguousKey | Reason::InternalError => false,
         }
     }
 
-    /// Envoy's response code details, naming the rule:
-    /// `rate_limited{<rule>}` for a limit,
-    /// `rate_limit_denied{ambiguous_key.<rule>}` for a malformed request,
-    /// `rate_limit_internal_error{store_unavailable.<rule>}` when shared
-    /// data failed.
-    pub fn details(self, rule: &str) -> String {
+    fn details(self, rule: &str) -> String {
         let (what, detail) = match self {
             Reason::OverLimit => ("rate_limited", rule.to_string()),
             Reason::AmbiguousKey => ("rate_limit_denied", format!("ambiguous_key.{rule}")),
-            Reason::StoreUnavailable => (
+            Reason::StoreUnavailable | Reason::InternalError => (
                 "rate_limit_internal_error",
-                format!("store_unavailable.{rule}"),
+                format!("{}.{rule}", self.label()),
             ),
         };
         filter_common::code_details(what, &detail)
-    }
-
-    /// The `outcome` of the [`filter_common::identity::RateLimitDecision`]
-    /// handed to audit-log.
-    pub fn outcome(self) -> RateLimitOutcome {
-        match self {
-            Reason::OverLimit => RateLimitOutcome::Limited,
-            Reason::StoreUnavailable => RateLimitOutcome::Error,
-            Reason::AmbiguousKey => RateLimitOutcome::Invalid,
-        }
     }
 }
 
