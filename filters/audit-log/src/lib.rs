@@ -4,10 +4,10 @@
 //! proxy-wasm. A request's audit is four steps: [`capture`] (host reads
 //! into plain values), [`build`] (the [`event`]), [`seal`] (the
 //! [`hash_chain`], over the [`canonical`] form) and enqueue ([`queue`],
-//! records in a sink's [`format`]); [`filter`] composes them into a
+//! records in a sink's [`mod@format`]); [`filter`] composes them into a
 //! per-worker [`AuditLog`], with [`config`], [`redact`], [`sampling`],
 //! [`stats`] and [`time`] beside them and [`chain_verify`] for readers of
-//! the log. [`glue`] is the thin proxy-wasm shell and [`plugin`] the
+//! the log. `glue` is the thin proxy-wasm shell and `plugin` the
 //! standalone entry point, compiled only for Envoy.
 
 pub mod build;
