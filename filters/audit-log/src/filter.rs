@@ -1,47 +1,31 @@
-//! The per-worker audit log: request hooks that build, seal and route one
-//! event per request, and root hooks that ship the HTTP sinks' batches.
+//! The per-worker audit log. A request's audit is four steps, each a
+//! module of its own and unit-tested on plain values: capture (host reads,
+//! [`crate::capture`]), build ([`crate::build`]), seal (the hash chain,
+//! [`crate::seal`]) and enqueue (the HTTP sinks' queues,
+//! [`crate::queue`]); this module composes them, writes the line to the
+//! local sinks, and ships the queues' batches from the root.
 //!
 //! Knows nothing of proxy-wasm: the glue (or the `chain` module) calls
-//! these hooks with a host and a metrics sink.
+//! these hooks with the host's traits.
 
+use crate::build::build;
+use crate::capture::{Captured, StreamInfo};
 use crate::config::Config;
-use crate::event::{self, Captured, StreamInfo};
 use crate::format;
 use crate::hash_chain::Chain;
-use crate::queue::{Delivery, Dispatch, Shipper};
+use crate::queue::{Delivery, Shipper};
 use crate::sampling;
-use filter_common::identity::{
-    Identity, JwtDecision, RateLimitDecision, IDENTITY_KEY, JWT_DECISION_KEY,
-    RATE_LIMIT_DECISION_KEY,
+use crate::seal::{seal, Sealed};
+use crate::stats::{saturating_i64, AuditStats};
+use crate::FILTER_NAME;
+use filter_common::{
+    timed, Callouts, HostError, HttpHost, Level, Metrics, RequestContext, RequestInfo,
 };
-use filter_common::{timed, HttpHost, Level, Metrics, RequestContext, RequestInfo};
 use std::rc::Rc;
 
 /// Filter state key of the event for Envoy's access loggers; Envoy stores
 /// it as `wasm.portcullis.audit`.
 pub const AUDIT_KEY: &str = "portcullis.audit";
-
-pub const METRIC_EMITTED: &str = "audit_log.emitted";
-pub const METRIC_SENT: &str = "audit_log.sent";
-pub const METRIC_DROPPED: &str = "audit_log.dropped";
-pub const METRIC_RETRIED: &str = "audit_log.retried";
-pub const METRIC_SAMPLED_OUT: &str = "audit_log.sampled_out";
-pub const METRIC_QUEUE_BYTES: &str = "audit_log.queue_bytes";
-
-/// Defines every metric this filter writes, so each shows in Envoy's stats
-/// at 0 from the start (call from `on_configure`, in every VM).
-pub fn define_metrics(metrics: &mut dyn Metrics) {
-    for name in [
-        METRIC_EMITTED,
-        METRIC_SENT,
-        METRIC_DROPPED,
-        METRIC_RETRIED,
-        METRIC_SAMPLED_OUT,
-    ] {
-        metrics.increment(name, 0);
-    }
-    metrics.gauge(METRIC_QUEUE_BYTES, 0);
-}
 
 /// Longest tick: backoff and flush intervals are honoured to this
 /// granularity.
@@ -53,10 +37,11 @@ pub struct AuditLog {
     config: Rc<Config>,
     chain: Chain,
     shippers: Vec<Shipper>,
+    stats: AuditStats,
     /// Events emitted since the last tick: with HTTP sinks the counter is
     /// bumped at the tick, before their batch leaves (one hostcall less
     /// per request).
-    unreported_emitted: i64,
+    unreported_emitted: u64,
 }
 
 /// What one request carries between its hooks.
@@ -66,8 +51,15 @@ pub struct RequestAudit {
 }
 
 impl AuditLog {
-    /// `producer` must be unique per worker VM (see README.md, "Producer").
-    pub fn new(config: Rc<Config>, producer: impl Into<String>) -> Self {
+    /// Configure time: defines the filter's stats (so each shows at 0; an
+    /// error refuses the configuration). `producer` must be unique per
+    /// worker VM (see README.md, "Producer").
+    pub fn new(
+        config: Rc<Config>,
+        producer: impl Into<String>,
+        metrics: &mut dyn Metrics,
+    ) -> Result<Self, HostError> {
+        let stats = AuditStats::define(metrics)?;
         let shippers = config
             .sinks
             .http
@@ -75,12 +67,13 @@ impl AuditLog {
             .cloned()
             .map(Shipper::new)
             .collect();
-        AuditLog {
+        Ok(AuditLog {
             chain: Chain::new(producer),
             config,
             shippers,
+            stats,
             unreported_emitted: 0,
-        }
+        })
     }
 
     pub fn producer(&self) -> &str {
@@ -109,8 +102,9 @@ impl AuditLog {
     /// logged); kept so the glue's shape does not change when there is.
     pub fn on_response_headers(&self, _host: &dyn HttpHost, _req: &mut RequestAudit) {}
 
-    /// Builds, seals and routes the request's event, if sampling keeps it.
-    /// Returns the event JSON.
+    /// At stream end: captures the stream's attributes, [`AuditLog::record`]s
+    /// the event and writes it to the local sinks. Returns the event JSON,
+    /// `None` if sampling dropped it.
     pub fn on_log(
         &mut self,
         host: &mut dyn HttpHost,
@@ -133,110 +127,125 @@ impl AuditLog {
             "audit.stream_info",
             StreamInfo::read_at(host, captured, now)
         );
-        let always = sampling::always_logged(
+        let line = self.record(captured, &info, ctx, now, metrics)?;
+        if self.config.sinks.log.is_some() {
+            host.log(Level::Info, &line);
+        }
+        if self.config.sinks.access_log.is_some() {
+            host.set_property(&[AUDIT_KEY], line.as_bytes());
+        }
+        Some(line)
+    }
+
+    /// One request's event from captured values: sampled, built, sealed
+    /// and queued for the HTTP sinks. Returns its JSON line, `None` if
+    /// sampling dropped it.
+    pub fn record(
+        &mut self,
+        captured: &Captured,
+        info: &StreamInfo,
+        ctx: &RequestContext,
+        now: u64,
+        metrics: &mut dyn Metrics,
+    ) -> Option<String> {
+        if !self.kept(captured, info, ctx) {
+            self.stats.sampled_out.inc(metrics);
+            return None;
+        }
+        let mut event = timed!("audit.build", build(&self.config, captured, info, ctx));
+        let sealed = timed!("audit.seal", seal(&mut self.chain, &mut event));
+        self.enqueue(&sealed, now, metrics);
+        Some(sealed.line)
+    }
+
+    /// Denials and errors always; allowed requests as sampling says.
+    fn kept(&self, captured: &Captured, info: &StreamInfo, ctx: &RequestContext) -> bool {
+        if sampling::always_logged(
             info.response_code,
             ctx.jwt.as_ref(),
             ctx.rate_limit.as_ref(),
-        );
-        if !always {
-            let id = info
-                .request_id
-                .as_deref()
-                .or(captured.request_id.as_deref());
-            let fallback = captured.start_nanos.to_string();
-            let keep = captured.selected
-                && sampling::rate_selected(
-                    self.config.sampling.allowed_rate,
-                    id.unwrap_or(&fallback),
-                );
-            if !keep {
-                metrics.increment(METRIC_SAMPLED_OUT, 1);
-                return None;
-            }
+        ) {
+            return true;
         }
-        let mut event = timed!(
-            "audit.build",
-            event::build(&self.config, captured, &info, ctx)
-        );
-        let (seq, json) = timed!("audit.seal", event::seal(&mut self.chain, &mut event));
-        if self.shippers.is_empty() {
-            metrics.increment(METRIC_EMITTED, 1);
-        } else {
-            self.unreported_emitted += 1;
-        }
-        if self.config.sinks.log.is_some() {
-            host.log(Level::Info, &json);
-        }
-        if self.config.sinks.access_log.is_some() {
-            host.set_property(&[AUDIT_KEY], json.as_bytes());
-        }
-        if !self.shippers.is_empty() {
-            let producer = self.chain.producer().to_string();
-            let mut dropped = 0;
-            for s in &mut self.shippers {
-                let rec = format::record(s.sink.format, &json, &s.sink.index, &producer, seq);
-                dropped += s.enqueue(rec, now);
-            }
-            if dropped > 0 {
-                metrics.increment(METRIC_DROPPED, i64::try_from(dropped).unwrap_or(i64::MAX));
-            }
-        }
-        Some(json)
+        let id = info
+            .request_id
+            .as_deref()
+            .or(captured.request_id.as_deref());
+        let fallback = captured.start_nanos.to_string();
+        captured.selected
+            && sampling::rate_selected(self.config.sampling.allowed_rate, id.unwrap_or(&fallback))
     }
 
-    /// Batches due now (flush by size or interval), and batches whose
-    /// callout was never answered are failed for retry.
-    pub fn on_tick(&mut self, now: u64, metrics: &mut dyn Metrics) -> Vec<Dispatch> {
+    /// Counts the sealed event and queues it for every HTTP sink (in its
+    /// format), dropping the oldest where a queue is full.
+    fn enqueue(&mut self, sealed: &Sealed, now: u64, metrics: &mut dyn Metrics) {
+        if self.shippers.is_empty() {
+            self.stats.emitted.inc(metrics);
+            return;
+        }
+        self.unreported_emitted += 1;
+        let producer = self.chain.producer();
+        let mut dropped = 0;
+        for s in &mut self.shippers {
+            let rec = format::record(
+                s.sink.format,
+                &sealed.line,
+                &s.sink.index,
+                producer,
+                sealed.seq,
+            );
+            dropped += s.enqueue(rec, now);
+        }
+        if dropped > 0 {
+            self.stats.dropped.add(metrics, saturating_i64(dropped));
+        }
+    }
+
+    /// Sends the batches due now (flush by size or interval), and fails
+    /// for retry the batches whose callout was never answered.
+    pub fn on_tick(
+        &mut self,
+        now: u64,
+        metrics: &mut dyn Metrics,
+        callouts: &mut dyn Callouts,
+        log: &dyn Fn(Level, &str),
+    ) {
         self.report_emitted(metrics);
-        let mut out = Vec::new();
-        for (i, s) in self.shippers.iter_mut().enumerate() {
-            let d = s.check_stalled(now);
-            record(metrics, d);
-            out.extend(s.poll(i, now));
+        let stats = self.stats;
+        for s in &mut self.shippers {
+            stats.delivery(metrics, s.check_stalled(now));
+            stats.delivery(metrics, ship(s, now, callouts, log));
         }
         // The gauge is refreshed here rather than per event: one hostcall
         // less on the request path.
         self.report_queue(metrics);
-        out
-    }
-
-    /// The glue dispatched `Dispatch` of `sink`: `Some(token)` if the host
-    /// accepted the callout.
-    pub fn dispatched(
-        &mut self,
-        sink: usize,
-        token: Option<u32>,
-        now: u64,
-        metrics: &mut dyn Metrics,
-    ) {
-        if let Some(s) = self.shippers.get_mut(sink) {
-            let d = s.dispatched(token, now);
-            record(metrics, d);
-        }
     }
 
     /// A callout answered (`status` is `None` without a `:status`: refused,
-    /// reset, timed out). Returns `None` if the token is not ours, else what
-    /// to send next: after a success, a full batch still queued goes at once.
+    /// reset, timed out). Returns `false` if the token is not ours. After a
+    /// success, a full batch still queued goes at once.
     pub fn on_http_call_response(
         &mut self,
         token: u32,
         status: Option<u32>,
         now: u64,
         metrics: &mut dyn Metrics,
-    ) -> Option<Vec<Dispatch>> {
+        callouts: &mut dyn Callouts,
+        log: &dyn Fn(Level, &str),
+    ) -> bool {
         // A backlog may leave below: its events are counted first.
         self.report_emitted(metrics);
-        let (i, s) = self
-            .shippers
-            .iter_mut()
-            .enumerate()
-            .find(|(_, s)| s.owns(token))?;
+        let stats = self.stats;
+        let Some(s) = self.shippers.iter_mut().find(|s| s.owns(token)) else {
+            return false;
+        };
         let d = s.on_response(status, now);
-        record(metrics, d);
-        let next = if d.sent > 0 { s.poll(i, now) } else { None };
+        stats.delivery(metrics, d);
+        if d.sent > 0 {
+            stats.delivery(metrics, ship(s, now, callouts, log));
+        }
         self.report_queue(metrics);
-        Some(next.into_iter().collect())
+        true
     }
 
     /// Bytes held by every HTTP sink's queue.
@@ -246,58 +255,60 @@ impl AuditLog {
 
     fn report_emitted(&mut self, metrics: &mut dyn Metrics) {
         if self.unreported_emitted > 0 {
-            metrics.increment(METRIC_EMITTED, self.unreported_emitted);
-            self.unreported_emitted = 0;
+            let n = std::mem::take(&mut self.unreported_emitted);
+            self.stats.emitted.add(metrics, saturating_i64(n));
         }
     }
 
     fn report_queue(&self, metrics: &mut dyn Metrics) {
-        metrics.gauge(METRIC_QUEUE_BYTES, self.queue_bytes() as u64);
+        self.stats
+            .queue_bytes
+            .set(metrics, self.queue_bytes() as u64);
     }
 }
 
-fn record(metrics: &mut dyn Metrics, d: Delivery) {
-    if d.sent > 0 {
-        metrics.increment(METRIC_SENT, i64::try_from(d.sent).unwrap_or(i64::MAX));
+/// Sends `s`'s batch if one is due. A callout the host refuses (e.g. an
+/// unknown cluster) fails the batch for retry, as an error answer would.
+fn ship(
+    s: &mut Shipper,
+    now: u64,
+    callouts: &mut dyn Callouts,
+    log: &dyn Fn(Level, &str),
+) -> Delivery {
+    let Some(d) = s.poll(now) else {
+        return Delivery::default();
+    };
+    let token = d.send(callouts).ok();
+    if token.is_none() {
+        log(
+            Level::Warn,
+            &format!("{FILTER_NAME}: cannot reach cluster `{}`", d.cluster),
+        );
     }
-    if d.retried > 0 {
-        metrics.increment(METRIC_RETRIED, i64::try_from(d.retried).unwrap_or(i64::MAX));
-    }
-}
-
-/// As separate filters, jwt-auth and rate-limit hand their decisions over
-/// as filter state (JSON); this reads what `ctx` does not already hold.
-/// Unparsable state is ignored: the event still records the status.
-pub fn fill_from_filter_state(host: &dyn HttpHost, ctx: &mut RequestContext) {
-    if ctx.identity.is_none() {
-        ctx.identity = read_state::<Identity>(host, IDENTITY_KEY);
-    }
-    if ctx.jwt.is_none() {
-        ctx.jwt = read_state::<JwtDecision>(host, JWT_DECISION_KEY);
-    }
-    if ctx.rate_limit.is_none() {
-        ctx.rate_limit = read_state::<RateLimitDecision>(host, RATE_LIMIT_DECISION_KEY);
-    }
-}
-
-fn read_state<T: serde::de::DeserializeOwned>(host: &dyn HttpHost, key: &str) -> Option<T> {
-    let bytes = host.property(&[key])?;
-    serde_json::from_slice(&bytes).ok()
+    s.dispatched(token, now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::chain_verify;
-    use filter_common::testing::{FakeHost, FakeMetrics};
+    use filter_common::testing::{FakeCallouts, FakeHost, FakeMetrics};
+    use std::cell::RefCell;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const MS: u64 = 1_000_000;
 
-    fn audit(json: &str) -> AuditLog {
-        AuditLog::new(Rc::new(Config::parse(json.as_bytes()).unwrap()), "node/p1")
+    fn audit(json: &str, m: &mut FakeMetrics) -> AuditLog {
+        AuditLog::new(
+            Rc::new(Config::parse(json.as_bytes()).unwrap()),
+            "node/p1",
+            m,
+        )
+        .unwrap()
     }
+
+    fn quiet(_: Level, _: &str) {}
 
     fn request(a: &mut AuditLog, path: &str, status: i64, m: &mut FakeMetrics) -> Option<String> {
         let mut h = FakeHost::request(
@@ -318,11 +329,26 @@ mod tests {
     }
 
     #[test]
-    fn every_sink_gets_the_event() {
-        let mut a =
-            audit(r#"{"sinks": {"log": {}, "access_log": {}, "http": [{"cluster": "c"}]}}"#);
-        let mut h = FakeHost::request("GET", "/x", "h", &[]);
+    fn stats_are_defined_at_configure_time() {
         let mut m = FakeMetrics::default();
+        audit("{}", &mut m);
+        assert_eq!(m.names, AuditStats::NAMES);
+        let mut refusing = FakeMetrics {
+            refuse: true,
+            ..FakeMetrics::default()
+        };
+        let config = Rc::new(Config::parse(b"{}").unwrap());
+        assert!(AuditLog::new(config, "p", &mut refusing).is_err());
+    }
+
+    #[test]
+    fn every_sink_gets_the_event() {
+        let mut m = FakeMetrics::default();
+        let mut a = audit(
+            r#"{"sinks": {"log": {}, "access_log": {}, "http": [{"cluster": "c"}]}}"#,
+            &mut m,
+        );
+        let mut h = FakeHost::request("GET", "/x", "h", &[]);
         let ctx = RequestContext::default();
         let r = a.on_request_headers(&h, &ctx);
         let json = a.on_log(&mut h, &ctx, &r, &mut m).unwrap();
@@ -330,31 +356,66 @@ mod tests {
         assert_eq!(h.properties[AUDIT_KEY], json.as_bytes());
         assert_eq!(a.queue_bytes(), json.len() + 1);
         // With HTTP sinks, counted at the next tick (before the batch leaves).
-        assert_eq!(m.values.get(METRIC_EMITTED), None);
-        assert!(a.on_tick(0, &mut m).is_empty(), "not due yet");
-        assert_eq!(m.values[METRIC_EMITTED], 1);
-        assert_eq!(m.values[METRIC_QUEUE_BYTES], json.len() as i64 + 1);
+        assert_eq!(m.values["audit_log.emitted"], 0);
+        let mut c = FakeCallouts::default();
+        a.on_tick(0, &mut m, &mut c, &quiet);
+        assert!(c.calls.is_empty(), "not due yet");
+        assert_eq!(m.values["audit_log.emitted"], 1);
+        assert_eq!(m.values["audit_log.queue_bytes"], json.len() as i64 + 1);
+    }
+
+    #[test]
+    fn record_runs_on_captured_values() {
+        let mut m = FakeMetrics::default();
+        let mut a = audit(r#"{"sampling": {"allowed_rate": 0.0}}"#, &mut m);
+        let cap = Captured {
+            method: "GET".into(),
+            path: "/p".into(),
+            selected: true,
+            ..Captured::default()
+        };
+        let ok = StreamInfo {
+            response_code: Some(200),
+            ..StreamInfo::default()
+        };
+        let ctx = RequestContext::default();
+        assert_eq!(a.record(&cap, &ok, &ctx, 0, &mut m), None);
+        assert_eq!(m.values["audit_log.sampled_out"], 1);
+        let failed = StreamInfo {
+            response_code: Some(503),
+            ..ok
+        };
+        let line = a.record(&cap, &failed, &ctx, 0, &mut m).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["url"]["path"], "/p");
+        assert_eq!(v["audit"]["seq"], 0);
+        assert_eq!(m.values["audit_log.emitted"], 1);
     }
 
     #[test]
     fn sampling_spares_denials_and_errors() {
-        let mut a =
-            audit(r#"{"sampling": {"allowed_rate": 0.0, "exclude": [{"prefix": "/health"}]}}"#);
         let mut m = FakeMetrics::default();
+        let mut a = audit(
+            r#"{"sampling": {"allowed_rate": 0.0, "exclude": [{"prefix": "/health"}]}}"#,
+            &mut m,
+        );
         assert!(request(&mut a, "/ok", 200, &mut m).is_none());
         assert!(request(&mut a, "/health", 403, &mut m).is_some());
         assert!(request(&mut a, "/ok", 502, &mut m).is_some());
         assert!(request(&mut a, "/ok", 429, &mut m).is_some());
-        assert_eq!(m.values[METRIC_SAMPLED_OUT], 1);
-        let mut a = audit(r#"{"sampling": {"exclude": [{"prefix": "/health"}]}}"#);
+        assert_eq!(m.values["audit_log.sampled_out"], 1);
+        let mut a = audit(
+            r#"{"sampling": {"exclude": [{"prefix": "/health"}]}}"#,
+            &mut m,
+        );
         assert!(request(&mut a, "/health", 200, &mut m).is_none());
         assert!(request(&mut a, "/api", 200, &mut m).is_some());
     }
 
     #[test]
     fn events_form_a_verifiable_chain() {
-        let mut a = audit("{}");
         let mut m = FakeMetrics::default();
+        let mut a = audit("{}", &mut m);
         let lines: Vec<String> = (0..5)
             .map(|i| request(&mut a, &format!("/r{i}"), 200, &mut m).unwrap())
             .collect();
@@ -366,63 +427,75 @@ mod tests {
 
     #[test]
     fn ships_batches_retries_and_drops_oldest() {
+        let mut m = FakeMetrics::default();
         let mut a = audit(
             r#"{"sinks": {"http": [{"cluster": "c", "flush_interval_ms": 10,
                 "batch_max_bytes": 100000, "queue_max_bytes": 100000,
                 "retry": {"initial_backoff_ms": 5, "max_backoff_ms": 5}}]}}"#,
+            &mut m,
         );
         assert_eq!(a.tick_period_ms(), Some(10));
-        let mut m = FakeMetrics::default();
         for i in 0..3 {
             request(&mut a, &format!("/r{i}"), 200, &mut m);
         }
-        let d = a.on_tick(20 * MS, &mut m);
-        assert_eq!(d.len(), 1);
-        let body = String::from_utf8(d[0].body.clone()).unwrap();
+        // FakeCallouts' tokens count from 1.
+        let mut c = FakeCallouts::default();
+        a.on_tick(20 * MS, &mut m, &mut c, &quiet);
+        assert_eq!(c.calls.len(), 1);
+        assert_eq!(c.calls[0].cluster, "c");
+        let body = String::from_utf8(c.calls[0].body.clone().unwrap()).unwrap();
         assert_eq!(body.lines().count(), 3);
-        a.dispatched(0, Some(1), 20 * MS, &mut m);
-        assert_eq!(a.on_http_call_response(99, Some(200), 0, &mut m), None);
+        assert!(!a.on_http_call_response(99, Some(200), 0, &mut m, &mut c, &quiet));
+        assert!(a.on_http_call_response(1, Some(503), 21 * MS, &mut m, &mut c, &quiet));
+        assert_eq!(c.calls.len(), 1, "nothing sent after a failure");
+        assert_eq!(m.values["audit_log.retried"], 1);
+        a.on_tick(22 * MS, &mut m, &mut c, &quiet);
+        assert_eq!(c.calls.len(), 1, "backing off");
+        a.on_tick(30 * MS, &mut m, &mut c, &quiet);
         assert_eq!(
-            a.on_http_call_response(1, Some(503), 21 * MS, &mut m),
-            Some(vec![])
+            c.calls[1].body.as_deref(),
+            Some(body.as_bytes()),
+            "same batch, same order"
         );
-        assert_eq!(m.values[METRIC_RETRIED], 1);
-        assert!(a.on_tick(22 * MS, &mut m).is_empty(), "backing off");
-        let d = a.on_tick(30 * MS, &mut m);
-        assert_eq!(d[0].body, body.as_bytes(), "same batch, same order");
-        a.dispatched(0, Some(2), 30 * MS, &mut m);
-        a.on_http_call_response(2, Some(200), 31 * MS, &mut m);
-        assert_eq!(m.values[METRIC_SENT], 3);
+        a.on_http_call_response(2, Some(200), 31 * MS, &mut m, &mut c, &quiet);
+        assert_eq!(m.values["audit_log.sent"], 3);
         assert_eq!(a.queue_bytes(), 0);
-        assert_eq!(m.values[METRIC_QUEUE_BYTES], 0);
+        assert_eq!(m.values["audit_log.queue_bytes"], 0);
 
         let mut small = audit(
             r#"{"sinks": {"http": [{"cluster": "c", "batch_max_bytes": 1000, "queue_max_bytes": 3000}]}}"#,
+            &mut m,
         );
         for i in 0..50 {
             request(&mut small, &format!("/r{i}"), 200, &mut m);
             assert!(small.queue_bytes() <= 3000);
         }
-        assert!(m.values[METRIC_DROPPED] > 0);
+        assert!(m.values["audit_log.dropped"] > 0);
     }
 
     #[test]
-    fn decisions_come_from_filter_state() {
-        let mut h = FakeHost::default();
-        h.properties.insert(
-            IDENTITY_KEY.into(),
-            br#"{"provider":"p","issuer":"i","subject":"s"}"#.to_vec(),
+    fn a_refused_callout_is_logged_and_retried() {
+        let mut m = FakeMetrics::default();
+        let mut a = audit(
+            r#"{"sinks": {"http": [{"cluster": "nowhere", "flush_interval_ms": 10}]}}"#,
+            &mut m,
         );
-        h.properties.insert(
-            JWT_DECISION_KEY.into(),
-            br#"{"outcome":"allowed"}"#.to_vec(),
+        request(&mut a, "/r", 200, &mut m);
+        let mut c = FakeCallouts {
+            refuse: true,
+            ..FakeCallouts::default()
+        };
+        let logs = RefCell::new(Vec::new());
+        let log = |level: Level, line: &str| logs.borrow_mut().push((level, line.to_string()));
+        a.on_tick(20 * MS, &mut m, &mut c, &log);
+        assert_eq!(
+            logs.into_inner(),
+            [(
+                Level::Warn,
+                "audit_log: cannot reach cluster `nowhere`".to_string()
+            )]
         );
-        h.properties
-            .insert(RATE_LIMIT_DECISION_KEY.into(), b"garbage".to_vec());
-        let mut ctx = RequestContext::default();
-        fill_from_filter_state(&h, &mut ctx);
-        assert_eq!(ctx.identity.unwrap().subject, "s");
-        assert_eq!(ctx.jwt.unwrap().outcome.label(), "allowed");
-        assert!(ctx.rate_limit.is_none());
+        assert_eq!(m.values["audit_log.retried"], 1);
+        assert!(a.queue_bytes() > 0, "the batch waits for its retry");
     }
 }

@@ -7,15 +7,10 @@
 //! - `audit.prev_hash`: the `audit.hash` of event `seq - 1`, or
 //!   [`GENESIS`] (64 zeros) for `seq` 0.
 //! - `audit.hash` = lower-case hex of
-//!   `SHA-256("portcullis-audit-v1\n" || canonical(event without audit.hash))`.
-//!
-//! `canonical` is the event as compact JSON with every object's keys sorted
-//! by their UTF-8 bytes, no whitespace, strings escaped as serde_json
-//! escapes them (`"`, `\`, control characters; nothing else), and numbers
-//! as serde_json prints them (integers in decimal, floats in their shortest
-//! round-trip form). A verifier can rebuild it from any parse of the line,
-//! whatever key order or spacing the log store used.
+//!   `SHA-256("portcullis-audit-v1\n" || canonical(event without audit.hash))`,
+//!   with `canonical` as [`crate::canonical`] defines it.
 
+use crate::canonical::{canonical, write_for_hash};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -86,8 +81,7 @@ impl Chain {
         }
         let mut buf = Vec::with_capacity(1024);
         buf.extend_from_slice(DOMAIN);
-        let mut audit_at = None;
-        canonical_into(event, &mut buf, true, &mut audit_at);
+        let audit_at = write_for_hash(event, &mut buf);
         let hash = hex(&Sha256::digest(&buf));
         if let Some(audit) = event.get_mut("audit").and_then(Value::as_object_mut) {
             audit.insert("hash".into(), Value::from(hash.as_str()));
@@ -108,79 +102,23 @@ impl Chain {
     }
 }
 
+/// A producer id, `<node id>/<16 hex digits>`: Envoy's node id (`envoy`
+/// when it has none) and a per-VM nonce, so that every worker VM, and every
+/// restart of one, starts a chain of its own (README.md, "Producer").
+pub fn producer_id(node_id: Option<&[u8]>, nonce: [u8; 8]) -> String {
+    let node = node_id
+        .map(String::from_utf8_lossy)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("envoy".into());
+    format!("{node}/{}", hex(&nonce))
+}
+
 /// The hash of an event, ignoring any `audit.hash` it carries.
 pub fn event_hash(event: &Value) -> String {
     let mut buf = Vec::with_capacity(1024);
     buf.extend_from_slice(DOMAIN);
-    canonical_into(event, &mut buf, true, &mut None);
+    write_for_hash(event, &mut buf);
     hex(&Sha256::digest(&buf))
-}
-
-/// The canonical bytes of a value (see the module documentation).
-pub fn canonical(value: &Value) -> Vec<u8> {
-    let mut buf = Vec::new();
-    canonical_into(value, &mut buf, false, &mut None);
-    buf
-}
-
-/// `top` drops `audit.hash` from the top-level `audit` object and records
-/// in `audit_at` where that object's first key starts.
-fn canonical_into(value: &Value, out: &mut Vec<u8>, top: bool, audit_at: &mut Option<usize>) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            let mut first = true;
-            for k in keys {
-                let Some(v) = map.get(k) else { continue };
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_str(k, out);
-                out.push(b':');
-                if top && k == "audit" {
-                    if v.as_object().is_some_and(|o| o.keys().any(|k| k != "hash")) {
-                        *audit_at = Some(out.len() + 1);
-                    }
-                    canonical_without_hash(v, out);
-                } else {
-                    canonical_into(v, out, false, audit_at);
-                }
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                canonical_into(v, out, false, audit_at);
-            }
-            out.push(b']');
-        }
-        Value::String(s) => write_str(s, out),
-        other => {
-            let _ = serde_json::to_writer(&mut *out, other);
-        }
-    }
-}
-
-fn canonical_without_hash(audit: &Value, out: &mut Vec<u8>) {
-    match audit {
-        Value::Object(map) if map.contains_key("hash") => {
-            let mut copy = map.clone();
-            copy.remove("hash");
-            canonical_into(&Value::Object(copy), out, false, &mut None);
-        }
-        other => canonical_into(other, out, false, &mut None),
-    }
-}
-
-fn write_str(s: &str, out: &mut Vec<u8>) {
-    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -198,15 +136,6 @@ mod tests {
     use serde_json::json;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    #[test]
-    fn canonical_sorts_keys_and_is_compact() {
-        let v = json!({"b": [1, {"z": 1, "a": "x\"y"}], "a": 1.5, "é": null});
-        assert_eq!(
-            String::from_utf8(canonical(&v)).unwrap(),
-            r#"{"a":1.5,"b":[1,{"a":"x\"y","z":1}],"é":null}"#
-        );
-    }
 
     #[test]
     fn chain_links_events() {
@@ -230,6 +159,17 @@ mod tests {
         let mut edited = back.clone();
         edited["http"]["status"] = json!(200);
         assert_ne!(event_hash(&edited), e1["audit"]["hash"].as_str().unwrap());
+    }
+
+    #[test]
+    fn producer_ids_name_the_node_and_the_vm() {
+        let nonce = [0, 1, 2, 3, 0xa4, 0xb5, 0xc6, 0xff];
+        assert_eq!(
+            producer_id(Some(b"sidecar~10.0.0.1"), nonce),
+            "sidecar~10.0.0.1/00010203a4b5c6ff"
+        );
+        assert_eq!(producer_id(Some(b""), nonce), "envoy/00010203a4b5c6ff");
+        assert_eq!(producer_id(None, nonce), "envoy/00010203a4b5c6ff");
     }
 
     #[test]

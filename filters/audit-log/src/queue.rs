@@ -3,6 +3,7 @@
 //! in order), retried with exponential backoff until delivered.
 
 use crate::config::HttpSink;
+use filter_common::{Callout, Callouts, HostError};
 use std::collections::VecDeque;
 
 /// An encoded record and the host time it was queued at.
@@ -108,15 +109,31 @@ impl Queue {
     }
 }
 
-/// What a tick or a callout result asks the glue to send.
+/// A batch due for its sink: the callout that carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dispatch {
-    /// Index of the sink in `sinks.http`.
-    pub sink: usize,
     pub cluster: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub timeout_ms: u64,
+}
+
+impl Dispatch {
+    /// Starts the callout: its token, or the host's refusal (e.g. an
+    /// unknown cluster).
+    pub fn send(&self, callouts: &mut dyn Callouts) -> Result<u32, HostError> {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        callouts.dispatch(&Callout {
+            cluster: &self.cluster,
+            headers: &headers,
+            body: Some(&self.body),
+            timeout_ms: self.timeout_ms,
+        })
+    }
 }
 
 /// Counts for the metrics, reported by each step.
@@ -173,7 +190,7 @@ impl Shipper {
     /// a success: under load, sending whatever arrived during the last
     /// round trip meant a callout every ~17 events, each costing Envoy
     /// tens of µs.
-    pub fn poll(&mut self, index: usize, now: u64) -> Option<Dispatch> {
+    pub fn poll(&mut self, now: u64) -> Option<Dispatch> {
         if self.queue.in_flight() || now < self.retry_at || self.queue.pending_len() == 0 {
             return None;
         }
@@ -198,7 +215,6 @@ impl Shipper {
         ];
         headers.extend(self.sink.headers.iter().cloned());
         Some(Dispatch {
-            sink: index,
             cluster: self.sink.cluster.clone(),
             headers,
             body,
@@ -271,6 +287,7 @@ impl Shipper {
 mod tests {
     use super::*;
     use crate::Config;
+    use filter_common::testing::FakeCallouts;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -327,15 +344,31 @@ mod tests {
     fn flushes_by_size_or_interval() {
         let mut s = shipper();
         s.enqueue(rec(1, 10), 0);
-        assert!(s.poll(0, 50 * MS).is_none());
-        let d = s.poll(0, 100 * MS).unwrap();
+        assert!(s.poll(50 * MS).is_none());
+        let d = s.poll(100 * MS).unwrap();
         assert_eq!(d.cluster, "c");
         assert!(d.headers.contains(&(":path".into(), "/in".into())));
         assert_eq!(s.on_response(Some(200), 100 * MS).sent, 1);
         for i in 0..3 {
             s.enqueue(rec(i, 10), 200 * MS);
         }
-        assert_eq!(s.poll(0, 200 * MS).unwrap().body.len(), 30);
+        assert_eq!(s.poll(200 * MS).unwrap().body.len(), 30);
+    }
+
+    #[test]
+    fn a_dispatch_is_one_callout() {
+        let mut s = shipper();
+        s.enqueue(rec(1, 10), 0);
+        let d = s.poll(100 * MS).unwrap();
+        let mut calls = FakeCallouts::default();
+        assert_eq!(d.send(&mut calls), Ok(1));
+        let sent = &calls.calls[0];
+        assert_eq!(sent.cluster, "c");
+        assert_eq!(sent.headers, d.headers);
+        assert_eq!(sent.body.as_deref(), Some(&d.body[..]));
+        assert_eq!(sent.timeout_ms, 50);
+        calls.refuse = true;
+        assert!(d.send(&mut calls).is_err());
     }
 
     #[test]
@@ -344,14 +377,14 @@ mod tests {
         for i in 0..4 {
             s.enqueue(rec(i, 10), 0);
         }
-        s.poll(0, 0).unwrap();
+        s.poll(0).unwrap();
         s.dispatched(Some(1), 0);
         assert_eq!(s.on_response(Some(200), MS).sent, 3);
-        assert!(s.poll(0, MS).is_none(), "10 bytes wait for the interval");
+        assert!(s.poll(MS).is_none(), "10 bytes wait for the interval");
         for i in 0..2 {
             s.enqueue(rec(i, 10), 2 * MS);
         }
-        assert_eq!(s.poll(0, 2 * MS).unwrap().body.len(), 30, "full again");
+        assert_eq!(s.poll(2 * MS).unwrap().body.len(), 30, "full again");
     }
 
     #[test]
@@ -360,12 +393,12 @@ mod tests {
         for i in 0..4 {
             s.enqueue(rec(i, 10), 0);
         }
-        s.poll(0, 60 * MS).unwrap();
+        s.poll(60 * MS).unwrap();
         s.dispatched(Some(1), 60 * MS);
         assert_eq!(s.on_response(Some(200), 61 * MS).sent, 3);
-        assert!(s.poll(0, 99 * MS).is_none());
+        assert!(s.poll(99 * MS).is_none());
         // Queued at 0: due at 100 ms, not an interval after the last send.
-        assert_eq!(s.poll(0, 100 * MS).unwrap().body.len(), 10);
+        assert_eq!(s.poll(100 * MS).unwrap().body.len(), 10);
     }
 
     #[test]
@@ -374,22 +407,22 @@ mod tests {
         for i in 0..3 {
             s.enqueue(rec(i, 10), 0);
         }
-        s.poll(0, 0).unwrap();
+        s.poll(0).unwrap();
         assert_eq!(s.dispatched(Some(7), 0), Delivery::default());
         assert!(s.owns(7));
         assert_eq!(s.on_response(Some(503), 0).retried, 1);
-        assert!(s.poll(0, 5 * MS).is_none(), "backing off 10 ms");
-        s.poll(0, 10 * MS).unwrap();
+        assert!(s.poll(5 * MS).is_none(), "backing off 10 ms");
+        s.poll(10 * MS).unwrap();
         assert_eq!(s.on_response(None, 10 * MS).retried, 1);
-        assert!(s.poll(0, 29 * MS).is_none(), "then 20 ms");
-        s.poll(0, 30 * MS).unwrap();
+        assert!(s.poll(29 * MS).is_none(), "then 20 ms");
+        s.poll(30 * MS).unwrap();
         assert_eq!(s.dispatched(None, 30 * MS).retried, 1);
-        assert!(s.poll(0, 54 * MS).is_none(), "capped at 25 ms");
-        s.poll(0, 55 * MS).unwrap();
+        assert!(s.poll(54 * MS).is_none(), "capped at 25 ms");
+        s.poll(55 * MS).unwrap();
         s.dispatched(Some(8), 55 * MS);
         assert_eq!(s.check_stalled(100 * MS), Delivery::default());
         assert_eq!(s.check_stalled(2000 * MS).retried, 1);
-        s.poll(0, 2100 * MS).unwrap();
+        s.poll(2100 * MS).unwrap();
         assert_eq!(s.on_response(Some(204), 2100 * MS).sent, 3);
         assert_eq!(s.queue().bytes(), 0);
     }

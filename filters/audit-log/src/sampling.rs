@@ -55,7 +55,9 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_decision;
     use filter_common::testing::FakeHost;
+    use serde_json::json;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -83,26 +85,15 @@ mod tests {
 
     #[test]
     fn denials_and_errors_are_always_logged() {
-        let denied = JwtDecision {
-            outcome: filter_common::JwtOutcome::Denied,
-            reason: "token_expired".into(),
-            status: Some(401),
-        };
-        let limited = RateLimitDecision {
-            outcome: filter_common::RateLimitOutcome::Limited,
-            rule: Some("per_user".into()),
-            reason: Some(filter_common::RateLimitReason::OverLimit),
-        };
-        let invalid = RateLimitDecision {
-            outcome: filter_common::RateLimitOutcome::Invalid,
-            rule: Some("per_key".into()),
-            reason: Some(filter_common::RateLimitReason::AmbiguousKey),
-        };
-        let shadow = RateLimitDecision {
-            outcome: filter_common::RateLimitOutcome::ShadowLimited,
-            rule: None,
-            reason: None,
-        };
+        let denied: JwtDecision =
+            test_decision(json!({"outcome": "denied", "reason": "token_expired", "status": 401}));
+        let limited: RateLimitDecision = test_decision(
+            json!({"outcome": "limited", "rule": "per_user", "reason": "over_limit"}),
+        );
+        let invalid: RateLimitDecision = test_decision(
+            json!({"outcome": "invalid", "rule": "per_key", "reason": "ambiguous_key"}),
+        );
+        let shadow: RateLimitDecision = test_decision(json!({"outcome": "shadow_limited"}));
         assert!(always_logged(Some(401), None, None));
         assert!(always_logged(Some(503), None, None));
         assert!(always_logged(None, None, None));

@@ -48,9 +48,12 @@ impl Root {
 
     fn configure(&mut self, config: Config) -> Result<(), String> {
         define_metrics(&mut ProxyMetrics::default());
-        self.audit = config
-            .audit_log
-            .map(|c| Rc::new(RefCell::new(AuditRoot::new(Rc::new(c)))));
+        self.audit = match config.audit_log {
+            Some(c) => Some(Rc::new(RefCell::new(
+                AuditRoot::new(Rc::new(c)).map_err(|e| format!("audit_log: {e}"))?,
+            ))),
+            None => None,
+        };
         self.jwt = config.jwt_auth.map(|c| JwtRoot::new(self.id, Rc::new(c)));
         self.limiter = match config.rate_limit {
             None => None,

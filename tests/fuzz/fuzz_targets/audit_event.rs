@@ -11,8 +11,8 @@
 #![no_main]
 
 use audit_log::{chain_verify, fill_from_filter_state, AuditLog, Config, AUDIT_KEY};
-use filter_common::testing::FakeMetrics;
-use filter_common::{HttpHost, RequestContext, RequestInfo};
+use filter_common::testing::{FakeCallouts, FakeMetrics};
+use filter_common::{HttpHost, Level, RequestContext, RequestInfo};
 use libfuzzer_sys::fuzz_target;
 use portcullis_fuzz::{contains, parse_request, split_requests, AUDIT_LOG_CONFIG, AUDIT_QUEUE_CAP};
 use std::rc::Rc;
@@ -22,12 +22,13 @@ const MS: u64 = 1_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let config = Config::parse(AUDIT_LOG_CONFIG.as_bytes()).expect("fuzz config parses");
-    let mut log = AuditLog::new(Rc::new(config), "fuzz/0");
     let mut metrics = FakeMetrics::default();
+    let mut log = AuditLog::new(Rc::new(config), "fuzz/0", &mut metrics).expect("stats defined");
+    let mut callouts = FakeCallouts::default();
+    let quiet = |_: Level, _: &str| {};
     // If the input spells the marker itself, it may legitimately be logged.
     let check_secrets = !contains(data, b"SECRET");
     let mut ndjson = String::new();
-    let mut token = 0u32;
     for (i, req) in split_requests(data).into_iter().take(16).enumerate() {
         let mut host = parse_request(req);
         for (name, value) in [
@@ -71,26 +72,27 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let now = host.now_nanos.saturating_add(20 * MS);
-        let mut due = log.on_tick(now, &mut metrics);
-        while let Some(d) = due.pop() {
+        // Tokens are the calls' positions from 1; each batch sent is
+        // answered, and what an answer sends next is answered in turn (at
+        // most 8 more).
+        let mut answered = callouts.calls.len();
+        log.on_tick(now, &mut metrics, &mut callouts, &quiet);
+        let mut budget = callouts.calls.len() - answered + 8;
+        while answered < callouts.calls.len() && budget > 0 {
+            let d = &callouts.calls[answered];
             if check_secrets {
-                assert!(
-                    !contains(&d.body, MARK.as_bytes()),
-                    "secret in shipped batch"
-                );
+                let body = d.body.as_deref().unwrap_or_default();
+                assert!(!contains(body, MARK.as_bytes()), "secret in shipped batch");
             }
-            token += 1;
-            log.dispatched(d.sink, Some(token), now, &mut metrics);
+            answered += 1;
+            budget -= 1;
+            let token = u32::try_from(answered).expect("few calls");
             let status = match i % 3 {
                 0 => None,
                 1 => Some(200),
                 _ => Some(503),
             };
-            if let Some(more) = log.on_http_call_response(token, status, now, &mut metrics) {
-                if due.len() < 8 {
-                    due.extend(more);
-                }
-            }
+            log.on_http_call_response(token, status, now, &mut metrics, &mut callouts, &quiet);
         }
         assert!(log.queue_bytes() <= AUDIT_QUEUE_CAP, "queue over its cap");
     }
